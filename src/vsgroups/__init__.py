@@ -1,0 +1,8 @@
+"""vsgroups: virtually synchronous process groups for Python.
+
+The ISIS programming model (process groups, consistent membership views, reliable multicast with
+fifo, causal, total and safe order, state transfer, group RPC) over real TCP, built on a sans-IO
+protocol core (:mod:`vsgroups.core`) that the asyncio runtime and the simulator share.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,101 @@
+"""Outputs of the protocol core.
+
+The core never performs I/O: every call returns nothing and leaves these events in an outbox that
+the driver (asyncio runtime or simulator) drains with ``NodeCore.take_outputs()`` and acts on in
+order. The order matters: a ``NeedState`` sits exactly between the last delivery of the old view and
+the first of the new one, so a driver that handles events in order snapshots the state at the join
+instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Send ``data`` (one encoded frame) to the node listening at ``addr``."""
+
+    addr: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ViewInstalled:
+    group: str
+    view: str
+    members: tuple[str, ...]  # age order: members[0] is the oldest, the coordinator
+    prev: str | None
+    primary: bool = True
+    kind: str = "regular"
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A cast was stamped and sent in ``view`` (flow control and view changes may delay it)."""
+
+    group: str
+    msg: str
+    order: str
+    view: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    group: str
+    msg: str
+    sender: str
+    order: str
+    view: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DirectReceived:
+    """A point-to-point message (group RPC replies travel this way)."""
+
+    group: str
+    sender: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NeedState:
+    """This member must snapshot the group state now and hand it to ``NodeCore.provide_state``."""
+
+    group: str
+    view: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateReady:
+    """A joiner received the whole state; deliveries of the new view follow this event."""
+
+    group: str
+    view: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Flushed:
+    group: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Excluded:
+    """The group went on without this incarnation: the node must restart as a new incarnation."""
+
+    group: str
+    reason: str
+
+
+Output = (
+    Transmit | ViewInstalled | Sent | Delivered | DirectReceived | NeedState | StateReady | Flushed | Left
+    | Excluded
+)

@@ -1,0 +1,253 @@
+"""One process incarnation: the sans-IO protocol endpoint that the runtime and simulator drive.
+
+``NodeCore`` owns what its groups share: the identity ``name#inc``, failure detection, addresses
+and the outbox. Inputs are method calls carrying the current time; outputs accumulate and are taken
+with ``take_outputs()``. Messages bound for the same address during one call leave in one frame
+(batching, 1987b §5).
+
+Failure detection (PROTOCOLS.md §9): any frame from a peer is a sign of life; a peer that has been
+sent nothing for ``heartbeat_interval`` gets a heartbeat naming the view of every group the two
+share (so a peer left behind in an old view learns what followed it). A peer silent for
+``suspect_timeout`` is suspected. A newer incarnation of a process proves the older one dead.
+Suspicion is not a verdict: only a view change makes a process failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+
+from . import events as ev
+from .config import Config
+from .group import GroupEngine, raise_not_member
+from .wire import K, ORDERS, name_inc, pack, unpack
+
+log = logging.getLogger("vsgroups.core")
+
+
+class NodeCore:
+    def __init__(self, name: str, inc: int, addr: str, config: Config | None = None, seed: int = 0) -> None:
+        if "#" in name or ":" in name or not name:
+            raise ValueError(f"process name {name!r} must be non-empty and contain neither '#' nor ':'")
+        self.name = name
+        self.inc = inc
+        self.pid = f"{name}#{inc}"
+        self.addr = addr
+        self.cfg = config or Config()
+        self.rng = random.Random(f"{seed}/{self.pid}")
+        self.groups: dict[str, GroupEngine] = {}
+        self.counter = 0  # message ids are name#inc:counter, unique across groups and views
+        self.flush_tokens = 0
+        self.addrs: dict[str, str] = {}
+        self.last_heard: dict[str, float] = {}
+        self.newest_inc: dict[str, int] = {name: inc}
+        self.last_sent: dict[str, float] = {}
+        self.outbox: dict[str, list[bytes]] = {}
+        self.outputs: list[ev.Output] = []
+        self.loopback: list[bytes] = []
+        self.dead = False
+        self.now = 0.0
+
+    # -- application calls -----------------------------------------------------------------------
+
+    def join(self, group: str, seeds: list[str], now: float, founder: bool = False) -> None:
+        if group in self.groups:
+            raise ValueError(f"already joining or a member of group {group!r}")
+        self.now = now
+        engine = GroupEngine(self, group, list(seeds), founder, now)
+        self.groups[group] = engine
+        engine.tick(now)
+        self._drain(now)
+
+    def leave(self, group: str, now: float) -> None:
+        self.now = now
+        self._group(group).leave(now)
+        self._drain(now)
+
+    def cast(self, group: str, payload: bytes, order: str, now: float) -> str:
+        if order not in ORDERS:
+            from ..errors import UnknownOrdering
+
+            raise UnknownOrdering(f"unknown ordering {order!r}: use one of {', '.join(ORDERS)}")
+        if len(payload) > self.cfg.max_payload:
+            from ..errors import PayloadTooLarge
+
+            raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds the limit of {self.cfg.max_payload}")
+        engine = self._group(group)
+        self.now = now
+        self.counter += 1
+        mid = f"{self.pid}:{self.counter}"
+        try:
+            engine.cast(mid, order, payload, now)
+        except Exception:
+            self.counter -= 1
+            raise
+        self._drain(now)
+        return mid
+
+    def backlog(self, group: str) -> int:
+        """Casts accepted but not yet sent (flow control or a view change holds them)."""
+        return len(self._group(group).pending)
+
+    def flush(self, group: str, now: float) -> int:
+        """Ask for a ``Flushed`` event once everything cast so far here is stable; returns its token."""
+        self.flush_tokens += 1
+        self._group(group).flush(self.flush_tokens, self.counter, now)
+        self._drain(now)
+        return self.flush_tokens
+
+    def send_direct(self, group: str, dst: str, payload: bytes, now: float) -> None:
+        self._group(group).send_direct(dst, payload)
+        self._drain(now)
+
+    def provide_state(self, group: str, view: str, data: bytes, now: float) -> None:
+        engine = self.groups.get(group)
+        if engine is not None:
+            engine.provide_state(view, data)
+        self._drain(now)
+
+    def view_of(self, group: str) -> tuple[str | None, tuple[str, ...]]:
+        engine = self._group(group)
+        return engine.view_id, engine.members
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> None:
+        """Take one frame from the network. Malformed frames are dropped and logged."""
+        if self.dead:
+            return
+        self.now = now
+        try:
+            sender, addr, msgs = unpack(data)
+            if not (isinstance(sender, str) and isinstance(addr, str) and isinstance(msgs, list)):
+                raise ValueError("frame header has the wrong types")
+            name, inc = name_inc(sender)
+        except Exception as exc:
+            log.warning("dropped a malformed frame (%d bytes): %s", len(data), exc)
+            return
+        if not self._heard_from(name, inc, sender, addr, now):
+            return
+        for raw in msgs:
+            self._dispatch(sender, raw, now)
+        self._drain(now)
+
+    def tick(self, now: float) -> None:
+        if self.dead:
+            return
+        self.now = now
+        for engine in list(self.groups.values()):
+            engine.tick(now)
+        self._heartbeats(now)
+        self._drain(now)
+
+    def take_outputs(self) -> list[ev.Output]:
+        for addr, msgs in self.outbox.items():
+            self.outputs.append(ev.Transmit(addr, pack([self.pid, self.addr, msgs])))
+        self.outbox = {}
+        out, self.outputs = self.outputs, []
+        return out
+
+    # -- services for the group engines ------------------------------------------------------------
+
+    def send(self, addr: str, data: bytes) -> None:
+        if addr == self.addr:
+            self.loopback.append(data)
+            return
+        self.outbox.setdefault(addr, []).append(data)
+        self.last_sent[addr] = self.now
+
+    def send_to(self, pid: str, data: bytes) -> None:
+        if pid == self.pid:
+            self.loopback.append(data)
+            return
+        addr = self.addrs.get(pid)
+        if addr is not None:
+            self.send(addr, data)
+
+    def addr_of(self, pid: str) -> str | None:
+        return self.addrs.get(pid)
+
+    def learn_addr(self, pid: str, addr: str) -> None:
+        self.addrs[pid] = addr
+
+    def emit(self, event: ev.Output) -> None:
+        self.outputs.append(event)
+        if isinstance(event, ev.Excluded):
+            self.dead = True  # fail-stop: this incarnation is over; the driver starts a new one
+
+    def suspects(self, pid: str) -> bool:
+        if pid == self.pid:
+            return False
+        name, inc = name_inc(pid)
+        if self.newest_inc.get(name, inc) > inc:
+            return True
+        return self.now - self.last_heard.get(pid, float("-inf")) > self.cfg.suspect_timeout
+
+    def on_view(self, engine: GroupEngine, now: float) -> None:
+        for pid in engine.members:
+            if pid != self.pid:
+                self.addrs[pid] = engine.addrs[pid]
+                self.last_heard.setdefault(pid, now)
+
+    def on_group_finished(self, engine: GroupEngine) -> None:
+        if self.groups.get(engine.name) is engine:
+            del self.groups[engine.name]
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _group(self, group: str) -> GroupEngine:
+        engine = self.groups.get(group)
+        if engine is None:
+            raise_not_member(group, "none", False)
+        assert engine is not None
+        return engine
+
+    def _heard_from(self, name: str, inc: int, sender: str, addr: str, now: float) -> bool:
+        newest = self.newest_inc.get(name)
+        if newest is not None and inc < newest or name == self.name and inc != self.inc:
+            return False  # an older incarnation is dead (fail-stop): its messages are ignored
+        if newest is None or inc > newest:
+            self.newest_inc[name] = inc
+        self.last_heard[sender] = now
+        self.addrs[sender] = addr
+        return True
+
+    def _dispatch(self, sender: str, raw: bytes, now: float) -> None:
+        try:
+            fields = unpack(raw)
+            kind = fields[0]
+            if kind == K.HB:
+                for group, view in fields[2].items():
+                    engine = self.groups.get(group)
+                    if engine is not None and isinstance(view, str):
+                        engine.on_heartbeat_view(sender, view, now)
+                return
+            engine = self.groups.get(fields[1])
+            if engine is not None:
+                engine.on_message(sender, fields, raw, now)
+        except Exception as exc:
+            log.warning("dropped a malformed message from %s: %r", sender, exc)
+
+    def _drain(self, now: float) -> None:
+        """Handle messages this node sent to itself (a proposer is also an acceptor)."""
+        while self.loopback:
+            batch, self.loopback = self.loopback, []
+            for raw in batch:
+                self._dispatch(self.pid, raw, now)
+
+    def _heartbeats(self, now: float) -> None:
+        interval = self.cfg.heartbeat_interval
+        views: dict[str, dict[str, str]] = {}
+        for engine in self.groups.values():
+            if engine.view_id is None:
+                continue
+            for pid in engine.members:
+                if pid != self.pid:
+                    views.setdefault(pid, {})[engine.name] = engine.view_id
+        for pid, groups in views.items():
+            addr = self.addrs.get(pid)
+            if addr is not None and now - self.last_sent.get(addr, float("-inf")) >= interval:
+                self.send(addr, pack([K.HB, None, groups]))
+
+

@@ -1,0 +1,222 @@
+"""The data path of one view: reliable per-sender streams, causal, total and safe delivery,
+stability and garbage collection.
+
+Theory of operation (PROTOCOLS.md §2–4; 1987b §3, 1991 §3).
+
+* Every message of view V carries its sender's stream number ``seq`` and a vector timestamp ``vt``
+  fixed at cast time: ``vt[j]`` is the number of messages from member j the sender had delivered,
+  ``vt[sender] == seq``. Member p delivers m from s when ``vt[s] == delivered[s] + 1`` and
+  ``vt[j] <= delivered[j]`` for every other j (CBCAST). Fifo messages follow the same rule, which is
+  stronger than fifo and keeps every outgoing vector honest.
+* Total and safe messages are causal messages that also need a global number. The sequencer (the
+  oldest member of V) numbers a total message when it becomes causally deliverable there, so the
+  numbering is a causal order; numbers travel as order notices, which are metadata applied on
+  receipt, never causal messages (a notice that waited for the message it orders would deadlock).
+  A total message is delivered when causally deliverable and every lower number has been delivered;
+  a safe one additionally waits until it is stable: every member holds it and its number.
+* ``recv[s]`` is the contiguous prefix of s's stream held here; acknowledgements carry ``recv`` and
+  the contiguous count of known numbers. A message is stable when every member acknowledged it and
+  is dropped once it is stable and delivered here. Everything not dropped can be retransmitted, by
+  any holder, byte for byte.
+
+Invariants: ``delivered[s] <= recv[s]``; held messages are exactly those of ``s`` with sequence in
+``(min(stable[s], delivered[s]), recv[s]]`` plus out-of-order arrivals above ``recv[s]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .wire import SAFE, TOTAL, Msg
+
+
+class ViewStream:
+    __slots__ = (
+        "group", "view", "members", "index", "me", "n", "sequencer", "held", "recv", "delivered", "seq",
+        "num_of", "mid_of_num", "known", "numbered", "acks", "ack_known", "stable", "stable_num",
+        "collected", "collected_num", "seen",
+    )
+
+    def __init__(self, group: str, view: str, members: tuple[str, ...], me: str) -> None:
+        self.group = group
+        self.view = view
+        self.members = members
+        self.index = {pid: i for i, pid in enumerate(members)}
+        self.me = self.index[me]
+        n = self.n = len(members)
+        self.sequencer = self.me == 0
+        self.held: list[dict[int, Msg]] = [{} for _ in range(n)]
+        self.recv = [0] * n
+        self.delivered = [0] * n
+        self.seq = 0
+        self.num_of: dict[str, int] = {}
+        self.mid_of_num: dict[int, str] = {}
+        self.known = 0  # contiguous count of global numbers known here
+        self.numbered = 0  # global numbers delivered here
+        self.acks = [[0] * n for _ in range(n)]
+        self.acks[self.me] = self.recv
+        self.ack_known = [0] * n
+        self.stable = [0] * n
+        self.stable_num = 0
+        self.collected = [0] * n  # per sender, everything up to here is dropped
+        self.collected_num = 0
+        self.seen = [0] * n  # highest sequence known to exist, per sender (for gap repair)
+
+    # -- sending and receiving -------------------------------------------------------------------
+
+    def stamp(self, mid: str, order: int, payload: bytes) -> Msg:
+        self.seq += 1
+        vt = self.delivered.copy()
+        vt[self.me] = self.seq
+        msg = Msg(mid, self.members[self.me], self.view, self.seq, order, vt, payload)
+        msg.encode(self.group)
+        self.held[self.me][self.seq] = msg
+        self.recv[self.me] = self.seen[self.me] = self.seq
+        return msg
+
+    def receive(self, msg: Msg) -> bool:
+        """Store a message of this view; False if it is a duplicate or malformed."""
+        s = self.index.get(msg.sender)
+        if s is None or len(msg.vt) != self.n or msg.vt[s] != msg.seq or msg.seq <= self.recv[s]:
+            return False
+        stream = self.held[s]
+        if msg.seq in stream:
+            return False
+        stream[msg.seq] = msg
+        if msg.seq > self.seen[s]:
+            self.seen[s] = msg.seq
+        k = self.recv[s]
+        while k + 1 in stream:
+            k += 1
+        self.recv[s] = k
+        return True
+
+    def learn_numbers(self, first: int, mids: list[str]) -> bool:
+        changed = False
+        for num, mid in enumerate(mids, first):
+            if num > self.collected_num and num not in self.mid_of_num:
+                self.mid_of_num[num] = mid
+                self.num_of[mid] = num
+                changed = True
+        while self.known + 1 in self.mid_of_num:
+            self.known += 1
+        return changed
+
+    def numbers_from(self, first: int) -> tuple[int, list[str]]:
+        first = max(first, self.collected_num + 1)
+        mids = []
+        num = first
+        while num in self.mid_of_num:
+            mids.append(self.mid_of_num[num])
+            num += 1
+        return first, mids
+
+    def on_ack(self, member: str, recv: list[int], known: int) -> None:
+        j = self.index.get(member)
+        if j is None or j == self.me or len(recv) != self.n:
+            return
+        row = self.acks[j]
+        for s, k in enumerate(recv):
+            if k > row[s]:
+                row[s] = k
+                if k > self.seen[s]:
+                    self.seen[s] = k
+        if known > self.ack_known[j]:
+            self.ack_known[j] = known
+
+    def refresh_stable(self) -> None:
+        self.ack_known[self.me] = self.known
+        self.stable = [min(col) for col in zip(*self.acks, strict=True)]
+        self.stable_num = min(self.ack_known)
+
+    # -- delivery --------------------------------------------------------------------------------
+
+    def deliverable(self, new_numbers: list[str]) -> list[Msg]:
+        """Deliver everything deliverable now, in a causal (and total) order. The sequencer appends
+        the ids it numbers to ``new_numbers``; they must be announced in that order."""
+        out: list[Msg] = []
+        delivered = self.delivered
+        n = self.n
+        progress = True
+        while progress:
+            progress = False
+            for s in range(n):
+                stream = self.held[s]
+                while True:
+                    k = delivered[s] + 1
+                    msg = stream.get(k)
+                    if msg is None:
+                        break
+                    vt = msg.vt
+                    if any(vt[j] > delivered[j] for j in range(n) if j != s):
+                        break
+                    if msg.order >= TOTAL:
+                        num = self.num_of.get(msg.mid)
+                        if num is None:
+                            if not self.sequencer:
+                                break
+                            self.known += 1
+                            num = self.known
+                            self.num_of[msg.mid] = num
+                            self.mid_of_num[num] = msg.mid
+                            new_numbers.append(msg.mid)
+                        if num != self.numbered + 1:
+                            break
+                        if msg.order == SAFE:
+                            self.refresh_stable()
+                            if self.stable_num < num or self.stable[s] < k:
+                                break
+                        self.numbered = num
+                    delivered[s] = k
+                    out.append(msg)
+                    progress = True
+        return out
+
+    def collect(self) -> None:
+        """Drop what is stable and delivered here."""
+        for s in range(self.n):
+            limit = min(self.stable[s], self.delivered[s])
+            stream = self.held[s]
+            for k in range(self.collected[s] + 1, limit + 1):
+                stream.pop(k, None)
+            if limit > self.collected[s]:
+                self.collected[s] = limit
+        limit = min(self.stable_num, self.numbered)
+        for num in range(self.collected_num + 1, limit + 1):
+            mid = self.mid_of_num.pop(num, None)
+            if mid is not None:
+                self.num_of.pop(mid, None)
+        if limit > self.collected_num:
+            self.collected_num = limit
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def unstable_own(self) -> int:
+        return self.seq - self.stable[self.me]
+
+    def all_stable(self) -> bool:
+        return all(st >= rc for st, rc in zip(self.stable, self.recv, strict=True))
+
+    def retransmit(self, s: int, first: int, last: int) -> list[bytes]:
+        stream = self.held[s] if 0 <= s < self.n else {}
+        return [m.raw for k in range(first, last + 1) if (m := stream.get(k)) is not None and m.raw]
+
+    def gaps(self) -> list[int]:
+        """Senders whose stream has a hole here that some member (or the sender) can fill."""
+        return [s for s in range(self.n) if self.seen[s] > self.recv[s]]
+
+    def holder_of(self, s: int, k: int) -> int:
+        """A member that acknowledged holding message k of sender s (the sender if nobody else)."""
+        for j in range(self.n):
+            if j != self.me and self.acks[j][s] >= k:
+                return j
+        return s
+
+    def report(self) -> dict[str, Any]:
+        """What this member tells a proposer of the view change (PROTOCOLS.md §5 step 2)."""
+        return {
+            "d": list(self.delivered),
+            "r": list(self.recv),
+            "m": [m.raw for stream in self.held for m in stream.values() if m.raw],
+            "n": dict(self.num_of),
+        }

@@ -1,0 +1,95 @@
+"""Wire encoding of protocol messages (msgpack).
+
+A frame is ``[sender pid, sender address, [msg, msg, ...]]`` where each msg is itself a packed
+msgpack array ``[kind, group, ...]``. Messages are packed once and the bytes reused for every
+destination and every retransmission, so a relayed message is byte-identical to the original
+(PROTOCOLS.md §3: never re-stamp a message).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+
+ORDERS = ("fifo", "causal", "total", "safe")
+ORDER_CODE = {name: code for code, name in enumerate(ORDERS)}
+FIFO, CAUSAL, TOTAL, SAFE = range(4)
+
+
+class K(IntEnum):
+    HB = 0  # [HB, None, {group: view id}]
+    DATA = 1  # [DATA, g, view, seq, order, vt, mid, payload]
+    ACK = 2  # [ACK, g, view, recv vector, known numbers]
+    NUM = 3  # [NUM, g, view, first number, [mid, ...]]
+    NAK = 4  # [NAK, g, view, sender index, from seq, to seq]
+    NUMNAK = 5  # [NUMNAK, g, view, from number]
+    JOIN = 6  # [JOIN, g, pid, addr]
+    JOINACK = 7  # [JOINACK, g]
+    LEAVE = 8  # [LEAVE, g, pid]
+    PREPARE = 9  # [PREPARE, g, view, ballot]
+    PROMISE = 10  # [PROMISE, g, view, ballot, report]
+    REJECT = 11  # [REJECT, g, view, promised ballot]
+    ACCEPT = 12  # [ACCEPT, g, view, ballot, value]
+    ACCEPTED = 13  # [ACCEPTED, g, view, ballot]
+    COMMIT = 14  # [COMMIT, g, view, value]
+    INSTALLED = 15  # [INSTALLED, g, new view]
+    EXCLUDED = 16  # [EXCLUDED, g, view]
+    STATE = 17  # [STATE, g, view, index, count, chunk]
+    STATEREQ = 18  # [STATEREQ, g, view, [missing indexes]]
+    STATEDONE = 19  # [STATEDONE, g, view]
+    DIRECT = 20  # [DIRECT, g, payload]
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+
+
+class Msg:
+    """An application message of one view: the unit of the reliable streams (PROTOCOLS.md §2)."""
+
+    __slots__ = ("mid", "sender", "view", "seq", "order", "vt", "payload", "raw")
+
+    def __init__(
+        self, mid: str, sender: str, view: str, seq: int, order: int, vt: list[int], payload: bytes,
+        raw: bytes | None = None,
+    ) -> None:
+        self.mid = mid
+        self.sender = sender
+        self.view = view
+        self.seq = seq
+        self.order = order
+        self.vt = vt
+        self.payload = payload
+        self.raw = raw
+
+    def encode(self, group: str) -> bytes:
+        if self.raw is None:
+            self.raw = pack([K.DATA, group, self.view, self.seq, self.order, self.vt, self.mid, self.payload])
+        return self.raw
+
+    @classmethod
+    def decode(cls, fields: list[Any], raw: bytes) -> Msg:
+        _, _, view, seq, order, vt, mid, payload = fields
+        if not (isinstance(seq, int) and isinstance(order, int) and 0 <= order < 4 and isinstance(mid, str)
+                and isinstance(vt, list) and isinstance(payload, bytes)):
+            raise ValueError("malformed DATA message")
+        return cls(mid, sender_of(mid), view, seq, order, vt, payload, raw)
+
+
+def sender_of(mid: str) -> str:
+    return mid.rpartition(":")[0]
+
+
+def name_inc(pid: str) -> tuple[str, int]:
+    name, _, inc = pid.rpartition("#")
+    return name, int(inc)
+
+
+def view_epoch(view_id: str) -> int:
+    return int(view_id.partition(".")[0])

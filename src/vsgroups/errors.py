@@ -1,0 +1,33 @@
+"""Exceptions raised to users of vsgroups; each name says what happened."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VsgroupsError(Exception):
+    """Base class of every vsgroups error."""
+
+
+class NotAMember(VsgroupsError):
+    """The operation needs membership of a group this node has not joined, or has left."""
+
+
+class GroupBlocked(VsgroupsError):
+    """This process was cut off from the primary component; it will rejoin as a new incarnation."""
+
+
+class UnknownOrdering(VsgroupsError, ValueError):
+    """``order`` was not one of fifo, causal, total or safe."""
+
+
+class PayloadTooLarge(VsgroupsError, ValueError):
+    """A payload exceeds the configured maximum message size."""
+
+
+class QueryFailed(VsgroupsError):
+    """A group RPC did not collect the replies it asked for; ``replies`` holds those that arrived."""
+
+    def __init__(self, message: str, replies: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.replies = replies
