@@ -6,3 +6,12 @@ protocol core (:mod:`vsgroups.core`) that the asyncio runtime and the simulator 
 """
 
 __version__ = "0.1.0"
+
+from .api import ALL, MAJORITY, Delivery, Group, Node, Replica, ViewChange
+from .core import Config
+from .errors import GroupBlocked, NotAMember, PayloadTooLarge, QueryFailed, UnknownOrdering, VsgroupsError
+
+__all__ = [
+    "ALL", "MAJORITY", "Config", "Delivery", "Group", "GroupBlocked", "Node", "NotAMember", "PayloadTooLarge",
+    "QueryFailed", "Replica", "UnknownOrdering", "ViewChange", "VsgroupsError",
+]

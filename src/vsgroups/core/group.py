@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import events as ev
 from .flush import final_set
 from .membership import Proposal, choose_value, is_quorum, new_members
 from .stream import ViewStream
-from .wire import K, ORDERS, Msg, pack, unpack, view_epoch
+from .wire import ORDERS, K, Msg, pack, unpack, view_epoch
 
 if TYPE_CHECKING:
     from .node import NodeCore
@@ -397,9 +397,8 @@ class GroupEngine:
             assert self.state_from is not None
             missing = [i for i in range(max(self.state_chunks, default=0) + 2) if i not in self.state_chunks]
             self.node.send_to(self.state_from, pack([K.STATEREQ, self.name, self.awaiting_state, missing]))
-        for view, (chunks, joiners) in list(self.state_out.items()):
-            gone = {j for j in joiners if j not in self.members}
-            joiners -= gone
+        for view, (_, joiners) in list(self.state_out.items()):
+            joiners.intersection_update(self.members)
             if not joiners:
                 del self.state_out[view]
         self.progress(now)
@@ -424,7 +423,8 @@ class GroupEngine:
                 self.num_gap_since = now
             elif now - self.num_gap_since >= self.cfg.nak_delay:
                 self.num_gap_since = now
-                self.node.send_to(stream.members[best], pack([K.NUMNAK, self.name, self.view_id, stream.known + 1]))
+                nak = pack([K.NUMNAK, self.name, self.view_id, stream.known + 1])
+                self.node.send_to(stream.members[best], nak)
         else:
             self.num_gap_since = None
 
@@ -436,8 +436,9 @@ class GroupEngine:
                 if addr != self.node.addr:
                     self.node.send(addr, data)
         if self.founder and not self.heard and now - self.join_started >= self.cfg.found_timeout:
-            value = {"from": None, "id": f"0.0.{self.me}", "members": [self.me], "addrs": {self.me: self.node.addr},
-                     "order": [], "msgs": {}, "state_from": None, "joiners": [self.me]}
+            value = {"from": None, "id": f"0.0.{self.me}", "members": [self.me],
+                     "addrs": {self.me: self.node.addr}, "order": [], "msgs": {}, "state_from": None,
+                     "joiners": [self.me]}
             self._install(value, now, joined=True)
 
     def _tick_membership(self, now: float) -> None:
@@ -630,7 +631,7 @@ class GroupEngine:
         self.node.on_group_finished(self)
 
 
-def raise_not_member(group: str, state: str, leaving: bool, detail: str = "") -> None:
+def raise_not_member(group: str, state: str, leaving: bool, detail: str = "") -> NoReturn:
     from ..errors import NotAMember
 
     what = "is leaving" if leaving else {"joining": "has not finished joining", "left": "has left",

@@ -17,11 +17,10 @@ from __future__ import annotations
 import logging
 import random
 
-
 from . import events as ev
 from .config import Config
 from .group import GroupEngine, raise_not_member
-from .wire import K, ORDERS, name_inc, pack, unpack
+from .wire import ORDERS, K, name_inc, pack, unpack
 
 log = logging.getLogger("vsgroups.core")
 
@@ -73,7 +72,8 @@ class NodeCore:
         if len(payload) > self.cfg.max_payload:
             from ..errors import PayloadTooLarge
 
-            raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds the limit of {self.cfg.max_payload}")
+            raise PayloadTooLarge(
+                f"payload of {len(payload)} bytes exceeds the limit of {self.cfg.max_payload}")
         engine = self._group(group)
         self.now = now
         self.counter += 1

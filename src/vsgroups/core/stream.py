@@ -34,7 +34,7 @@ class ViewStream:
     __slots__ = (
         "group", "view", "members", "index", "me", "n", "sequencer", "held", "recv", "delivered", "seq",
         "num_of", "mid_of_num", "known", "numbered", "acks", "ack_known", "stable", "stable_num",
-        "collected", "collected_num", "seen",
+        "collected", "collected_num", "seen", "ordered",
     )
 
     def __init__(self, group: str, view: str, members: tuple[str, ...], me: str) -> None:
@@ -61,6 +61,7 @@ class ViewStream:
         self.collected = [0] * n  # per sender, everything up to here is dropped
         self.collected_num = 0
         self.seen = [0] * n  # highest sequence known to exist, per sender (for gap repair)
+        self.ordered = [0] * n  # the sequencer's numbering frontier (see _number)
 
     # -- sending and receiving -------------------------------------------------------------------
 
@@ -134,6 +135,8 @@ class ViewStream:
     def deliverable(self, new_numbers: list[str]) -> list[Msg]:
         """Deliver everything deliverable now, in a causal (and total) order. The sequencer appends
         the ids it numbers to ``new_numbers``; they must be announced in that order."""
+        if self.sequencer:
+            self._number(new_numbers)
         out: list[Msg] = []
         delivered = self.delivered
         n = self.n
@@ -153,13 +156,7 @@ class ViewStream:
                     if msg.order >= TOTAL:
                         num = self.num_of.get(msg.mid)
                         if num is None:
-                            if not self.sequencer:
-                                break
-                            self.known += 1
-                            num = self.known
-                            self.num_of[msg.mid] = num
-                            self.mid_of_num[num] = msg.mid
-                            new_numbers.append(msg.mid)
+                            break
                         if num != self.numbered + 1:
                             break
                         if msg.order == SAFE:
@@ -171,6 +168,30 @@ class ViewStream:
                     out.append(msg)
                     progress = True
         return out
+
+    def _number(self, new_numbers: list[str]) -> None:
+        """Number total and safe messages in a causal order of everything held here, as if every
+        message were delivered as soon as it is causally deliverable. Numbering runs ahead of
+        delivery, so a safe message waiting for stability does not hold back the numbering of its
+        successors (they become stable together)."""
+        ordered = self.ordered
+        n = self.n
+        progress = True
+        while progress:
+            progress = False
+            for s in range(n):
+                stream = self.held[s]
+                while (msg := stream.get(ordered[s] + 1)) is not None:
+                    vt = msg.vt
+                    if any(vt[j] > ordered[j] for j in range(n) if j != s):
+                        break
+                    if msg.order >= TOTAL and msg.mid not in self.num_of:
+                        self.known += 1
+                        self.num_of[msg.mid] = self.known
+                        self.mid_of_num[self.known] = msg.mid
+                        new_numbers.append(msg.mid)
+                    ordered[s] += 1
+                    progress = True
 
     def collect(self) -> None:
         """Drop what is stable and delivered here."""

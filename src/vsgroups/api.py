@@ -1,0 +1,443 @@
+"""What applications see: ``Node``, ``Group``, ``Replica`` and the events of a group.
+
+``Node`` runs one process incarnation: it owns the TCP transport and a sans-IO ``NodeCore``, feeds
+the core with frames and ticks, and acts on its outputs in order. Replica hooks run synchronously
+in delivery order, which is what makes state transfer exact: ``get_state`` is called between the last
+message of the old view and the first of the new one.
+
+If the group goes on without this process (it was cut off from the primary component, or
+suspected falsely), the node restarts as a new incarnation, rejoins every group and receives fresh
+state (PROTOCOLS.md §1). The ``Group`` handles stay valid across that restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from .core import Config, NodeCore
+from .core import events as ev
+from .core.wire import ORDERS
+from .errors import GroupBlocked, NotAMember, QueryFailed, UnknownOrdering
+from .trace import TraceWriter
+from .transport.tcp import TcpTransport
+
+log = logging.getLogger("vsgroups")
+
+MAJORITY = -1
+ALL = -2
+_CAST, _QUERY, _REPLY = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    group: str
+    msg_id: str
+    sender: str
+    order: str
+    view: str
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChange:
+    group: str
+    view: str
+    members: tuple[str, ...]
+    previous: str | None
+
+
+class Replica:
+    """Replicated state of a group. Override what you need; hooks run in delivery order."""
+
+    def apply(self, msg: Delivery) -> None:
+        """A message was delivered."""
+
+    def query(self, msg: Delivery) -> Any:
+        """Answer a group RPC; the return value is the reply."""
+        return None
+
+    def get_state(self) -> Any:
+        """The state to give a joiner, exactly as of its join (any msgpack-encodable value)."""
+        return None
+
+    def set_state(self, state: Any) -> None:
+        """Install the state a joiner received (called before any message of its first view)."""
+
+    def view_changed(self, view: ViewChange) -> None:
+        """A new view was installed."""
+
+
+def _encode(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def _decode(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def _load_key(key: bytes | str | None, key_file: str | os.PathLike[str] | None) -> bytes:
+    if key is not None and key_file is not None:
+        raise ValueError("give either key or key_file, not both")
+    if key_file is not None:
+        data = Path(key_file).read_bytes().strip()
+        if not data:
+            raise ValueError(f"cluster key file {key_file} is empty")
+        return data
+    if key is None:
+        raise ValueError("a cluster key is required (key=... or key_file=...): every frame is authenticated")
+    return key.encode() if isinstance(key, str) else key
+
+
+class _Query:
+    def __init__(self, targets: Iterable[str], wanted: int) -> None:
+        self.targets = set(targets)
+        self.wanted = wanted
+        self.replies: dict[str, Any] = {}
+        self.done = asyncio.get_running_loop().create_future()
+
+    def update(self, members: tuple[str, ...] | None) -> None:
+        answered = len(self.replies) + (len(self.targets - set(members)) if members is not None else 0)
+        if not self.done.done() and (answered >= self.wanted or self.targets <= set(self.replies)):
+            self.done.set_result(None)
+
+
+class Group:
+    """A handle on one joined group. Obtain it from ``Node.join``."""
+
+    def __init__(self, node: Node, name: str, replica: Replica | None) -> None:
+        self.node = node
+        self.name = name
+        self.replica = replica or Replica()
+        self.view: ViewChange | None = None
+        self._joined = asyncio.get_running_loop().create_future()
+        self._queues: list[asyncio.Queue[Delivery | ViewChange]] = []
+        self._flushes: dict[int, asyncio.Future[None]] = {}
+        self._queries: dict[str, _Query] = {}
+        self._left: asyncio.Future[None] | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+        self.active = True
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return self.view.members if self.view else ()
+
+    async def cast(self, payload: Any, order: str = "total") -> str:
+        """Multicast ``payload`` to the group; returns its message id once accepted for sending.
+        Waits while this sender has a full window of unstable messages (flow control)."""
+        if order not in ORDERS:
+            raise UnknownOrdering(f"unknown ordering {order!r}: use one of {', '.join(ORDERS)}")
+        while self._backlog() >= self.node.config.window:
+            self._room.clear()
+            await self._room.wait()
+        return self._cast(_encode([_CAST, payload]), order)
+
+    def _cast(self, data: bytes, order: str) -> str:
+        self._check()
+        mid = self.node._core_call(lambda core, now: core.cast(self.name, data, order, now))
+        return str(mid)
+
+    def _backlog(self) -> int:
+        self._check()
+        return self.node._core.backlog(self.name)
+
+    async def flush(self) -> None:
+        """Return when everything this process cast (and delivered) so far is stable."""
+        self._check()
+        fut = asyncio.get_running_loop().create_future()
+        token = self.node._core_call(lambda core, now: core.flush(self.name, now))
+        self._flushes[int(token)] = fut
+        await fut
+
+    async def query(
+        self, payload: Any, replies: int = ALL, timeout: float = 5.0, order: str = "total"
+    ) -> dict[str, Any]:
+        """Group RPC: cast ``payload`` as a query and collect replies, keyed by member.
+
+        ``replies`` is 0, a count, ``MAJORITY`` or ``ALL`` (of the members of the current view). A
+        member that leaves the view counts as answered, so the call never hangs on a crash; if the
+        replies do not arrive within ``timeout``, ``QueryFailed`` carries those that did."""
+        self._check()
+        members = self.members
+        wanted = {ALL: len(members), MAJORITY: len(members) // 2 + 1}.get(replies, replies)
+        if wanted < 0 or wanted > len(members):
+            raise ValueError(f"replies={replies} is not 0..{len(members)}, MAJORITY or ALL")
+        qid = f"{self.node.pid}/q{next(self.node._query_ids)}"
+        query = _Query(members, wanted)
+        self._queries[qid] = query
+        try:
+            self._cast(_encode([_QUERY, qid, payload]), order)
+            if wanted == 0:
+                return {}
+            query.update(self.members)
+            try:
+                await asyncio.wait_for(asyncio.shield(query.done), timeout)
+            except TimeoutError:
+                raise QueryFailed(
+                    f"query on {self.name!r} got {len(query.replies)} of {wanted} replies in {timeout}s",
+                    dict(query.replies)) from None
+            return dict(query.replies)
+        finally:
+            self._queries.pop(qid, None)
+
+    async def leave(self) -> None:
+        """Leave the group voluntarily; returns once the group installed a view without us."""
+        self._check()
+        self._left = asyncio.get_running_loop().create_future()
+        self.node._core_call(lambda core, now: core.leave(self.name, now))
+        await self._left
+
+    async def events(self) -> AsyncIterator[Delivery | ViewChange]:
+        """Deliveries and view changes of this group, in the order this process experienced them,
+        from the moment of the call."""
+        queue: asyncio.Queue[Delivery | ViewChange] = asyncio.Queue()
+        self._queues.append(queue)
+        try:
+            while self.active or not queue.empty():
+                yield await queue.get()
+        finally:
+            self._queues.remove(queue)
+
+    def _check(self) -> None:
+        if not self.active:
+            raise NotAMember(f"this node has left group {self.name!r}")
+        if self.name not in self.node._core.groups:
+            raise GroupBlocked(f"group {self.name!r} is rejoining after this process was excluded")
+
+    # -- core outputs ------------------------------------------------------------------------------
+
+    def _publish(self, event: Delivery | ViewChange) -> None:
+        for queue in self._queues:
+            queue.put_nowait(event)
+
+    def _on_delivered(self, out: ev.Delivered) -> None:
+        body = _decode(out.payload)
+        kind = body[0]
+        if kind == _CAST:
+            msg = Delivery(self.name, out.msg, out.sender, out.order, out.view, body[1])
+            self.replica.apply(msg)
+            self._publish(msg)
+        elif kind == _QUERY:
+            msg = Delivery(self.name, out.msg, out.sender, out.order, out.view, body[2])
+            try:
+                answer = self.replica.query(msg)
+            except Exception as exc:  # a failing handler still answers, so the caller does not wait
+                log.exception("query handler of group %s failed", self.name)
+                answer = {"error": repr(exc)}
+            reply = _encode([_REPLY, body[1], answer])
+            with contextlib.suppress(NotAMember):
+                self.node._core.send_direct(self.name, out.sender, reply, self.node._now())
+
+    def _on_direct(self, out: ev.DirectReceived) -> None:
+        body = _decode(out.payload)
+        if body[0] == _REPLY and (query := self._queries.get(body[1])) is not None:
+            query.replies[out.sender] = body[2]
+            query.update(self.members)
+
+    def _on_view(self, out: ev.ViewInstalled) -> None:
+        self.view = ViewChange(self.name, out.view, out.members, out.prev)
+        self.replica.view_changed(self.view)
+        self._publish(self.view)
+        for query in self._queries.values():
+            query.update(out.members)
+
+    def _on_ready(self) -> None:
+        if not self._joined.done():
+            self._joined.set_result(None)
+
+    def _fail_all(self, exc: Exception) -> None:
+        for fut in [*self._flushes.values(), *(q.done for q in self._queries.values())]:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._flushes.clear()
+
+
+class Node:
+    """One member process: a TCP endpoint that joins any number of groups.
+
+    ``seeds`` are addresses of members to ask when joining; the first seed founds a group that no
+    seed answers for (pass ``found=True`` to found explicitly, ``found=False`` never to)."""
+
+    def __init__(
+        self, name: str, listen: str = "127.0.0.1:0", seeds: Iterable[str] = (), *,
+        key: bytes | str | None = None,
+        key_file: str | os.PathLike[str] | None = None, trace_dir: str | os.PathLike[str] | None = None,
+        config: Config | None = None, found: bool | None = None, tick: float = 0.005,
+    ) -> None:
+        self.name = name
+        self.listen = listen
+        self.seeds = list(seeds)
+        self.key = _load_key(key, key_file)
+        self.trace_dir = trace_dir
+        self.config = config or Config()
+        self.found = found
+        self.tick_interval = tick
+        self.groups: dict[str, Group] = {}
+        self.on_restart: Callable[[str], None] | None = None
+        self._query_ids = itertools.count(1)
+        self._transport: TcpTransport | None = None
+        self._core: NodeCore
+        self._trace: TraceWriter | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def address(self) -> str:
+        if self._transport is None:
+            raise RuntimeError("the node is not started")
+        return self._transport.address
+
+    @property
+    def pid(self) -> str:
+        return self._core.pid
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._transport = TcpTransport(self.listen, self.key, self._on_frame)
+        await self._transport.start()
+        self._incarnate(int(time.time() * 1000))
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    def _incarnate(self, inc: int) -> None:
+        self._core = NodeCore(self.name, inc, self.address, self.config, seed=inc)
+        self._trace = TraceWriter(self.trace_dir, self.name, inc, time.time)
+
+    async def join(self, group: str, replica: Replica | None = None, timeout: float | None = None) -> Group:
+        """Join ``group`` and return once this process is a member (with the state, if any)."""
+        if group in self.groups:
+            raise ValueError(f"this node already joined group {group!r}")
+        handle = Group(self, group, replica)
+        self.groups[group] = handle
+        self._join_core(group)
+        try:
+            await asyncio.wait_for(asyncio.shield(handle._joined), timeout)
+        except BaseException:
+            self.groups.pop(group, None)
+            raise
+        return handle
+
+    def _join_core(self, group: str) -> None:
+        founder = self.found if self.found is not None else (not self.seeds or self.seeds[0] == self.address)
+        seeds = self.seeds or [self.address]
+        self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder))
+
+    async def close(self) -> None:
+        """Stop this process (its trace records a clean ``stop``); it does not leave its groups."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self._transport is not None:
+            await self._transport.close()
+        if self._trace is not None:
+            self._trace.close(clean=True)
+        for group in self.groups.values():
+            group.active = False
+            group._fail_all(NotAMember("the node was closed"))
+
+    # -- driving the core --------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _core_call(self, fn: Callable[[NodeCore, float], Any]) -> Any:
+        result = fn(self._core, self._now())
+        self._process()
+        return result
+
+    def _on_frame(self, data: bytes) -> None:
+        if not self._closed:
+            self._core.receive(data, self._now())
+            self._process()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            self._core.tick(self._now())
+            self._process()
+
+    def _process(self) -> None:
+        core = self._core
+        outputs = core.take_outputs()
+        while outputs:
+            for out in outputs:
+                self._handle(core, out)
+            if core is not self._core:
+                return
+            outputs = core.take_outputs()
+
+    def _handle(self, core: NodeCore, out: ev.Output) -> None:
+        assert self._trace is not None and self._transport is not None
+        self._trace.record(out)
+        if isinstance(out, ev.Transmit):
+            self._transport.send(out.addr, out.data)
+            return
+        group = self.groups.get(out.group)
+        if group is None:
+            return
+        if isinstance(out, ev.Delivered):
+            group._on_delivered(out)
+        elif isinstance(out, ev.Sent):
+            pass
+        elif isinstance(out, ev.ViewInstalled):
+            group._on_view(out)
+            if core.groups[out.group].awaiting_state is None:
+                group._on_ready()
+        elif isinstance(out, ev.NeedState):
+            data = _encode(group.replica.get_state())
+            core.provide_state(out.group, out.view, data, self._now())
+        elif isinstance(out, ev.StateReady):
+            group.replica.set_state(_decode(out.data) if out.data else None)
+            group._on_ready()
+        elif isinstance(out, ev.Flushed):
+            fut = group._flushes.pop(out.token, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        elif isinstance(out, ev.DirectReceived):
+            group._on_direct(out)
+        elif isinstance(out, ev.Left):
+            group.active = False
+            self.groups.pop(out.group, None)
+            group._fail_all(NotAMember(f"left group {out.group!r}"))
+            if group._left is not None and not group._left.done():
+                group._left.set_result(None)
+            for queue in group._queues:
+                queue.put_nowait(group.view) if group.view else None
+        elif isinstance(out, ev.Excluded) and core is self._core:
+            self._restart(out.reason)
+        if isinstance(out, ev.Flushed | ev.Delivered | ev.Sent | ev.ViewInstalled):
+            if core.groups.get(out.group) is not None and core.backlog(out.group) < self.config.window:
+                group._room.set()
+
+    def _restart(self, reason: str) -> None:
+        """This incarnation was excluded: abandon it (its trace ends like a crash) and rejoin as a new one."""
+        log.warning("%s restarts as a new incarnation: %s", self._core.pid, reason)
+        assert self._trace is not None
+        self._trace.close(clean=False)
+        self._incarnate(max(self._core.inc + 1, int(time.time() * 1000)))
+        for name, group in self.groups.items():
+            group._fail_all(GroupBlocked(f"this process was excluded from {name!r} and rejoins: {reason}"))
+            group._joined = asyncio.get_running_loop().create_future()
+            self._join_core(name)
+        if self.on_restart is not None:
+            self.on_restart(reason)

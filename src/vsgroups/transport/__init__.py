@@ -1,0 +1,1 @@
+"""Transports: the authenticated framing codec and the asyncio TCP mesh that carry protocol frames."""
