@@ -14,9 +14,12 @@ delivered from each sender (``delivered``), the contiguous prefix it holds of ea
   sender's stream) until nothing changes. A reporter's own messages and everything it delivered
   survive the cut: it held their causal past.
 * F is ordered by one topological sort of causal precedence and the known global numbers, ties
-  broken by number and then by (sender position, sequence). Numbering was causal, so the graph is
-  acyclic, and every member that delivered some numbered messages delivered them in number order,
-  which this order preserves. Each member delivers, in this order, the messages of F it has not yet
+  broken by number and then by (sender position, sequence); total messages nobody numbered come
+  after every numbered one, because a member may already have delivered numbered messages while
+  those waited for a number. Numbering was causal and the numbers known form a prefix (the
+  sequencer announces them in order), so no numbered message depends on an unnumbered one and the
+  graph is acyclic; every member that delivered some numbered messages delivered them in number
+  order, which this order preserves. Each member delivers, in this order, the messages of F it has not yet
   delivered — so all of V's survivors end V having delivered exactly F.
 """
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from .wire import Msg, unpack
+from .wire import TOTAL, Msg, unpack
 
 
 def final_set(members: list[str], reports: list[dict[str, Any]]) -> tuple[list[str], dict[str, bytes]]:
@@ -79,6 +82,11 @@ def _order(todo: list[Msg], members: list[str], numbers: dict[str, int]) -> list
     numbered = sorted((numbers[m.mid], m.mid) for m in todo if m.mid in numbers)
     for (_, a), (_, b) in zip(numbered, numbered[1:], strict=False):
         edge(a, b)
+    if numbered:
+        last = numbered[-1][1]
+        for m in todo:
+            if m.order >= TOTAL and m.mid not in numbers:
+                edge(last, m.mid)
 
     def key(m: Msg) -> tuple[int, int, int]:
         num = numbers.get(m.mid)

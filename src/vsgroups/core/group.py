@@ -438,7 +438,7 @@ class GroupEngine:
         if self.founder and not self.heard and now - self.join_started >= self.cfg.found_timeout:
             value = {"from": None, "id": f"0.0.{self.me}", "members": [self.me],
                      "addrs": {self.me: self.node.addr}, "order": [], "msgs": {}, "state_from": None,
-                     "joiners": [self.me]}
+                     "joiners": [self.me], "voters": []}
             self._install(value, now, joined=True)
 
     def _tick_membership(self, now: float) -> None:
@@ -523,7 +523,7 @@ class GroupEngine:
         return {
             "from": self.view_id, "id": f"{view_epoch(self.view_id) + 1}.{p.ballot[0]}.{self.me}",
             "members": members, "addrs": addrs, "order": order, "msgs": msgs,
-            "state_from": members[0] if joined else None, "joiners": joined,
+            "state_from": members[0] if joined else None, "joiners": joined, "voters": sorted(p.promises),
         }
 
     def _commit(self, value: dict[str, Any], now: float) -> None:
@@ -541,6 +541,17 @@ class GroupEngine:
     def _apply_commit(self, value: dict[str, Any], now: float) -> None:
         stream = self.stream
         assert stream is not None and self.view_id is not None
+        self.committed[self.view_id] = value
+        while len(self.committed) > KEEP_COMMITTED:
+            self.committed.popitem(last=False)
+        staying = self.me in value["members"]
+        if not staying and not self.leaving:
+            self._finish("excluded", now, f"view {value['id']} succeeded {self.view_id} without us")
+            return
+        if self.me not in value["voters"]:
+            # a leaver whose report F did not use: delivering F could skip what it lacks
+            self._finish("left", now)
+            return
         msgs = value["msgs"]
         for mid in value["order"]:
             raw = msgs[mid]
@@ -549,15 +560,10 @@ class GroupEngine:
             if msg.seq > stream.delivered[s]:
                 stream.delivered[s] = msg.seq
                 self._deliver(msg)
-        self.committed[self.view_id] = value
-        while len(self.committed) > KEEP_COMMITTED:
-            self.committed.popitem(last=False)
-        if self.me in value["members"]:
+        if staying:
             self._install(value, now, joined=False)
-        elif self.leaving:
-            self._finish("left", now)
         else:
-            self._finish("excluded", now, f"view {value['id']} succeeded {self.view_id} without us")
+            self._finish("left", now)
 
     def _install(self, value: dict[str, Any], now: float, joined: bool) -> None:
         prev = self.view_id
