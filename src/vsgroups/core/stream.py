@@ -34,7 +34,7 @@ class ViewStream:
     __slots__ = (
         "group", "view", "members", "index", "me", "n", "sequencer", "held", "recv", "delivered", "seq",
         "num_of", "mid_of_num", "known", "numbered", "acks", "ack_known", "stable", "stable_num",
-        "collected", "collected_num", "seen", "ordered",
+        "collected", "collected_num", "seen", "ordered", "dirty",
     )
 
     def __init__(self, group: str, view: str, members: tuple[str, ...], me: str) -> None:
@@ -62,6 +62,7 @@ class ViewStream:
         self.collected_num = 0
         self.seen = [0] * n  # highest sequence known to exist, per sender (for gap repair)
         self.ordered = [0] * n  # the sequencer's numbering frontier (see _number)
+        self.dirty = True  # acknowledgements changed since stability was last computed
 
     # -- sending and receiving -------------------------------------------------------------------
 
@@ -73,6 +74,7 @@ class ViewStream:
         msg.encode(self.group)
         self.held[self.me][self.seq] = msg
         self.recv[self.me] = self.seen[self.me] = self.seq
+        self.dirty = True
         return msg
 
     def receive(self, msg: Msg) -> bool:
@@ -89,7 +91,9 @@ class ViewStream:
         k = self.recv[s]
         while k + 1 in stream:
             k += 1
-        self.recv[s] = k
+        if k != self.recv[s]:
+            self.recv[s] = k
+            self.dirty = True
         return True
 
     def learn_numbers(self, first: int, mids: list[str]) -> bool:
@@ -101,6 +105,7 @@ class ViewStream:
                 changed = True
         while self.known + 1 in self.mid_of_num:
             self.known += 1
+        self.dirty = self.dirty or changed
         return changed
 
     def numbers_from(self, first: int) -> tuple[int, list[str]]:
@@ -117,6 +122,7 @@ class ViewStream:
         if j is None or j == self.me or len(recv) != self.n:
             return
         row = self.acks[j]
+        self.dirty = True
         for s, k in enumerate(recv):
             if k > row[s]:
                 row[s] = k
@@ -126,6 +132,9 @@ class ViewStream:
             self.ack_known[j] = known
 
     def refresh_stable(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
         self.ack_known[self.me] = self.known
         self.stable = [min(col) for col in zip(*self.acks, strict=True)]
         self.stable_num = min(self.ack_known)
@@ -187,6 +196,7 @@ class ViewStream:
                         break
                     if msg.order >= TOTAL and msg.mid not in self.num_of:
                         self.known += 1
+                        self.dirty = True
                         self.num_of[msg.mid] = self.known
                         self.mid_of_num[self.known] = msg.mid
                         new_numbers.append(msg.mid)
