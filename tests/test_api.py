@@ -69,3 +69,41 @@ def test_misuse_raises_named_errors() -> None:
             vsgroups.Node("p3")
 
     run(main())
+
+
+def test_a_16_mib_message_and_a_large_state_pass_intact() -> None:
+    big = bytes(range(256)) * (16 * 4096 - 64)  # just under the 16 MiB default limit
+
+    class Blob(vsgroups.Replica):
+        def __init__(self) -> None:
+            self.blobs: list[bytes] = []
+
+        def apply(self, msg: vsgroups.Delivery) -> None:
+            self.blobs.append(msg.payload)
+
+        def get_state(self) -> list[bytes]:
+            return self.blobs
+
+        def set_state(self, state: list[bytes]) -> None:
+            self.blobs = state
+
+    async def main() -> None:
+        async with vsgroups.Node("p1", key="k", found=True) as n1:
+            b1 = Blob()
+            g1 = await n1.join("b", b1)
+            await g1.cast(big, order="fifo")
+            async with vsgroups.Node("p2", seeds=[n1.address], key="k") as n2:
+                b2 = Blob()
+                g2 = await n2.join("b", b2)
+                assert b2.blobs == [big]  # a 16 MiB state, streamed in chunks
+                events = g1.events()
+                await g2.cast(big[::-1], order="safe")
+                async for event in events:
+                    if isinstance(event, vsgroups.Delivery):
+                        break
+                await g2.flush()
+                assert b1.blobs == b2.blobs == [big, big[::-1]]
+            with pytest.raises(vsgroups.PayloadTooLarge):
+                await g1.cast(big + bytes(1 << 15))
+
+    run(main())

@@ -138,7 +138,7 @@ class Group:
         Waits while this sender has a full window of unstable messages (flow control)."""
         if order not in ORDERS:
             raise UnknownOrdering(f"unknown ordering {order!r}: use one of {', '.join(ORDERS)}")
-        while self._backlog() >= self.node.config.window:
+        while self._backlogged():
             self._room.clear()
             await self._room.wait()
         return self._cast(_encode([_CAST, payload]), order)
@@ -148,16 +148,17 @@ class Group:
         mid = self.node._core_call(lambda core, now: core.cast(self.name, data, order, now))
         return str(mid)
 
-    def _backlog(self) -> int:
+    def _backlogged(self) -> bool:
         self._check()
-        return self.node._core.backlog(self.name)
+        core, cfg = self.node._core, self.node.config
+        return core.backlog(self.name) >= cfg.window or core.backlog_bytes(self.name) >= cfg.window_bytes
 
     async def flush(self) -> None:
         """Return when everything this process cast (and delivered) so far is stable."""
         self._check()
         fut = asyncio.get_running_loop().create_future()
-        token = self.node._core_call(lambda core, now: core.flush(self.name, now))
-        self._flushes[int(token)] = fut
+        self._flushes[self.node._core.flush(self.name, self.node._now())] = fut
+        self.node._process()  # after registering: the flush may complete at once
         await fut
 
     async def query(
@@ -310,7 +311,7 @@ class Node:
         await self.close()
 
     async def start(self) -> None:
-        self._transport = TcpTransport(self.listen, self.key, self._on_frame)
+        self._transport = TcpTransport(self.listen, self.key, self._on_frame, max_frame=self.config.max_frame)
         await self._transport.start()
         self._incarnate(int(time.time() * 1000))
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
@@ -426,7 +427,7 @@ class Node:
         elif isinstance(out, ev.Excluded) and core is self._core:
             self._restart(out.reason)
         if isinstance(out, ev.Flushed | ev.Delivered | ev.Sent | ev.ViewInstalled):
-            if core.groups.get(out.group) is not None and core.backlog(out.group) < self.config.window:
+            if out.group in core.groups and not group._backlogged():
                 group._room.set()
 
     def _restart(self, reason: str) -> None:

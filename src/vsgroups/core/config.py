@@ -25,6 +25,8 @@ class Config:
     nak_delay: float = 0.03
     #: Flow control: at most this many of a sender's messages may be unstable at once.
     window: int = 1000
+    #: ... and at most this many payload bytes (a larger message still goes out alone).
+    window_bytes: int = 8 << 20
     #: A view change that has not completed after this long is restarted with a higher ballot.
     proposal_timeout: float = 1.5
     #: How often a joiner repeats its join request, and a committer its commit.
@@ -35,3 +37,8 @@ class Config:
     state_chunk: int = 1 << 20
     #: Largest application payload accepted by ``cast`` (the transport fragments frames).
     max_payload: int = 16 << 20
+    #: Messages bound for one peer are batched into frames of about this many bytes.
+    frame_budget: int = 1 << 20
+    #: Largest frame accepted from the network. View-change messages carry the unstable messages
+    #: of the old view, bounded by the flow-control windows of its members.
+    max_frame: int = 512 << 20

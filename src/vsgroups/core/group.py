@@ -310,7 +310,7 @@ class GroupEngine:
                 self._broadcast(pack([K.NUM, self.name, self.view_id, first, numbered]))
                 self.ack_dirty = True
             stream.collect()
-            while self.pending and stream.unstable_own() < self.cfg.window:
+            while self.pending and self._window_open(stream):
                 mid, order, payload = self.pending.popleft()
                 msg = stream.stamp(mid, order, payload)
                 self._emit(ev.Sent(self.name, mid, ORDERS[order], stream.view))
@@ -327,6 +327,10 @@ class GroupEngine:
             self._send_ack(now)
         if self.flush_waiters:
             self._settle_flushes()
+
+    def _window_open(self, stream: ViewStream) -> bool:
+        unstable = stream.unstable_own()
+        return unstable == 0 or (unstable < self.cfg.window and stream.own_bytes < self.cfg.window_bytes)
 
     def _deliver(self, msg: Msg) -> None:
         self._emit(ev.Delivered(self.name, msg.mid, msg.sender, ORDERS[msg.order], msg.view, msg.payload))

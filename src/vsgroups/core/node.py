@@ -90,6 +90,9 @@ class NodeCore:
         """Casts accepted but not yet sent (flow control or a view change holds them)."""
         return len(self._group(group).pending)
 
+    def backlog_bytes(self, group: str) -> int:
+        return sum(len(payload) for _, _, payload in self._group(group).pending)
+
     def flush(self, group: str, now: float) -> int:
         """Ask for a ``Flushed`` event once everything cast so far here is stable; returns its token."""
         self.flush_tokens += 1
@@ -142,8 +145,17 @@ class NodeCore:
         self._drain(now)
 
     def take_outputs(self) -> list[ev.Output]:
+        budget = self.cfg.frame_budget
         for addr, msgs in self.outbox.items():
-            self.outputs.append(ev.Transmit(addr, pack([self.pid, self.addr, msgs])))
+            batch: list[bytes] = []
+            size = 0
+            for raw in msgs:
+                if batch and size + len(raw) > budget:
+                    self.outputs.append(ev.Transmit(addr, pack([self.pid, self.addr, batch])))
+                    batch, size = [], 0
+                batch.append(raw)
+                size += len(raw)
+            self.outputs.append(ev.Transmit(addr, pack([self.pid, self.addr, batch])))
         self.outbox = {}
         out, self.outputs = self.outputs, []
         return out

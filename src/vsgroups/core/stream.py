@@ -34,7 +34,7 @@ class ViewStream:
     __slots__ = (
         "group", "view", "members", "index", "me", "n", "sequencer", "held", "recv", "delivered", "seq",
         "num_of", "mid_of_num", "known", "numbered", "acks", "ack_known", "stable", "stable_num",
-        "collected", "collected_num", "seen", "ordered", "dirty",
+        "collected", "collected_num", "seen", "ordered", "dirty", "own_bytes",
     )
 
     def __init__(self, group: str, view: str, members: tuple[str, ...], me: str) -> None:
@@ -63,6 +63,7 @@ class ViewStream:
         self.seen = [0] * n  # highest sequence known to exist, per sender (for gap repair)
         self.ordered = [0] * n  # the sequencer's numbering frontier (see _number)
         self.dirty = True  # acknowledgements changed since stability was last computed
+        self.own_bytes = 0  # payload bytes of our own messages still held (flow control)
 
     # -- sending and receiving -------------------------------------------------------------------
 
@@ -75,6 +76,7 @@ class ViewStream:
         self.held[self.me][self.seq] = msg
         self.recv[self.me] = self.seen[self.me] = self.seq
         self.dirty = True
+        self.own_bytes += len(payload)
         return msg
 
     def receive(self, msg: Msg) -> bool:
@@ -209,7 +211,9 @@ class ViewStream:
             limit = min(self.stable[s], self.delivered[s])
             stream = self.held[s]
             for k in range(self.collected[s] + 1, limit + 1):
-                stream.pop(k, None)
+                msg = stream.pop(k, None)
+                if msg is not None and s == self.me:
+                    self.own_bytes -= len(msg.payload)
             if limit > self.collected[s]:
                 self.collected[s] = limit
         limit = min(self.stable_num, self.numbered)
