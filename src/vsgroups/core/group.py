@@ -340,7 +340,8 @@ class GroupEngine:
         assert stream is not None
         self.ack_dirty = False
         self.ack_sent = now
-        self._broadcast(pack([K.ACK, self.name, self.view_id, stream.recv, stream.known]))
+        stream.refresh_acked()
+        self._broadcast(pack([K.ACK, self.name, self.view_id, stream.acked, stream.known]))
 
     def _settle_flushes(self) -> None:
         stream = self.stream

@@ -14,10 +14,12 @@ Theory of operation (PROTOCOLS.md §2–4; 1987b §3, 1991 §3).
   receipt, never causal messages (a notice that waited for the message it orders would deadlock).
   A total message is delivered when causally deliverable and every lower number has been delivered;
   a safe one additionally waits until it is stable: every member holds it and its number.
-* ``recv[s]`` is the contiguous prefix of s's stream held here; acknowledgements carry ``recv`` and
-  the contiguous count of known numbers. A message is stable when every member acknowledged it and
-  is dropped once it is stable and delivered here. Everything not dropped can be retransmitted, by
-  any holder, byte for byte.
+* ``recv[s]`` is the contiguous prefix of s's stream held here. An acknowledgement says "I hold m
+  and everything m causally depends on" (``acked[s]``: the longest prefix of s's stream whose causal
+  pasts are held too) and carries the contiguous count of known numbers. A message is stable when
+  every member acknowledged it — so every survivor can give it, with its causal past, to the flush
+  of the view — and is dropped once it is stable and delivered here. Everything not dropped can
+  be retransmitted, by any holder, byte for byte.
 
 Invariants: ``delivered[s] <= recv[s]``; held messages are exactly those of ``s`` with sequence in
 ``(min(stable[s], delivered[s]), recv[s]]`` plus out-of-order arrivals above ``recv[s]``.
@@ -34,7 +36,7 @@ class ViewStream:
     __slots__ = (
         "group", "view", "members", "index", "me", "n", "sequencer", "held", "recv", "delivered", "seq",
         "num_of", "mid_of_num", "known", "numbered", "acks", "ack_known", "stable", "stable_num",
-        "collected", "collected_num", "seen", "ordered", "dirty", "own_bytes",
+        "collected", "collected_num", "seen", "ordered", "dirty", "own_bytes", "acked",
     )
 
     def __init__(self, group: str, view: str, members: tuple[str, ...], me: str) -> None:
@@ -54,7 +56,8 @@ class ViewStream:
         self.known = 0  # contiguous count of global numbers known here
         self.numbered = 0  # global numbers delivered here
         self.acks = [[0] * n for _ in range(n)]
-        self.acks[self.me] = self.recv
+        self.acked = [0] * n  # what we acknowledge: held with its causal past (see refresh_acked)
+        self.acks[self.me] = self.acked
         self.ack_known = [0] * n
         self.stable = [0] * n
         self.stable_num = 0
@@ -74,7 +77,7 @@ class ViewStream:
         msg = Msg(mid, self.members[self.me], self.view, self.seq, order, vt, payload)
         msg.encode(self.group)
         self.held[self.me][self.seq] = msg
-        self.recv[self.me] = self.seen[self.me] = self.seq
+        self.recv[self.me] = self.seen[self.me] = self.acked[self.me] = self.seq
         self.dirty = True
         self.own_bytes += len(payload)
         return msg
@@ -133,7 +136,22 @@ class ViewStream:
         if known > self.ack_known[j]:
             self.ack_known[j] = known
 
+    def refresh_acked(self) -> None:
+        acked, recv, n = self.acked, self.recv, self.n
+        for s in range(n):
+            stream = self.held[s]
+            k = acked[s]
+            while k < recv[s]:
+                msg = stream.get(k + 1)
+                if msg is not None and any(msg.vt[j] > recv[j] for j in range(n) if j != s):
+                    break
+                k += 1  # held, or already collected (hence stable)
+            if k != acked[s]:
+                acked[s] = k
+                self.dirty = True
+
     def refresh_stable(self) -> None:
+        self.refresh_acked()
         if not self.dirty:
             return
         self.dirty = False
