@@ -33,6 +33,9 @@ class Config:
     retry_interval: float = 0.25
     #: A joiner that is a founder candidate founds the group after hearing nothing for this long.
     found_timeout: float = 1.0
+    #: A joiner the group acknowledged but did not admit within this long starts over as a new
+    #: incarnation (the view that admitted it may have been committed by a member that then died).
+    join_timeout: float = 10.0
     #: State is streamed to joiners in chunks of this many bytes.
     state_chunk: int = 1 << 20
     #: Largest application payload accepted by ``cast`` (the transport fragments frames).

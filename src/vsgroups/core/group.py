@@ -169,7 +169,12 @@ class GroupEngine:
 
     def on_join(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         pid, addr = fields[2], fields[3]
-        if self.state != "member" or pid in self.members:
+        if self.state != "member":
+            return
+        if pid in self.members:  # it missed the commit that added it
+            value = next((v for v in self.committed.values() if pid in v["joiners"]), None)
+            if value is not None and sender == pid:
+                self.node.send(addr, pack([K.COMMIT, self.name, value["from"], value]))
             return
         self.node.learn_addr(pid, addr)
         self.joins[pid] = (addr, now)
@@ -440,6 +445,10 @@ class GroupEngine:
             for addr in self.seeds:
                 if addr != self.node.addr:
                     self.node.send(addr, data)
+        if self.heard and now - self.join_started >= self.cfg.join_timeout:
+            # the group answered but never installed us (its commit to us was lost with its sender)
+            self._finish("excluded", now, f"not admitted within {self.cfg.join_timeout}s; joining anew")
+            return
         if self.founder and not self.heard and now - self.join_started >= self.cfg.found_timeout:
             value = {"from": None, "id": f"0.0.{self.me}", "members": [self.me],
                      "addrs": {self.me: self.node.addr}, "order": [], "msgs": {}, "state_from": None,
