@@ -326,7 +326,8 @@ class Node:
             raise ValueError(f"this node already joined group {group!r}")
         handle = Group(self, group, replica)
         self.groups[group] = handle
-        self._join_core(group)
+        first_seed = self.seeds[:1] in ([], [self.address])
+        self._join_core(group, self.found if self.found is not None else first_seed)
         try:
             await asyncio.wait_for(asyncio.shield(handle._joined), timeout)
         except BaseException:
@@ -334,8 +335,7 @@ class Node:
             raise
         return handle
 
-    def _join_core(self, group: str) -> None:
-        founder = self.found if self.found is not None else (not self.seeds or self.seeds[0] == self.address)
+    def _join_core(self, group: str, founder: bool) -> None:
         seeds = self.seeds or [self.address]
         self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder))
 
@@ -439,6 +439,6 @@ class Node:
         for name, group in self.groups.items():
             group._fail_all(GroupBlocked(f"this process was excluded from {name!r} and rejoins: {reason}"))
             group._joined = asyncio.get_running_loop().create_future()
-            self._join_core(name)
+            self._join_core(name, founder=False)  # the group exists: never found it again
         if self.on_restart is not None:
             self.on_restart(reason)

@@ -1,10 +1,27 @@
-"""The ``vsgroups`` command."""
+"""The ``vsgroups`` command: one entry point for running a member, the demo and the trace checker.
+
+Each subcommand parses its own arguments (and answers its own ``--help``) in the module that
+implements it, imported only when chosen: ``vsgroups check`` does not load the runtime.
+"""
 
 from __future__ import annotations
 
-import sys
+import argparse
+import importlib
+
+COMMANDS = {
+    "node": ("member", "run one member process (status on stdout, commands on stdin)"),
+    "demo": ("demo", "run a local cluster through crashes and a join, then check its traces"),
+    "check": ("check", "check a run's traces: vsgroups check DIR [--live]"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("vsgroups: commands are being built", file=sys.stderr)
-    return 2
+    parser = argparse.ArgumentParser(prog="vsgroups", description="Virtually synchronous process groups.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, summary) in COMMANDS.items():
+        commands.add_parser(name, add_help=False, help=summary)
+    args, rest = parser.parse_known_args(argv)
+    module = importlib.import_module(f"vsgroups.{COMMANDS[args.command][0]}")
+    result: int = module.main(rest)
+    return result

@@ -343,6 +343,10 @@ class GroupEngine:
     def _send_ack(self, now: float) -> None:
         stream = self.stream
         assert stream is not None
+        if self.promised is not None:
+            # Acknowledgements are frozen by a promise: the report we gave the proposer is all that
+            # others may count as stable (and garbage-collect); F is computed from that report.
+            return
         self.ack_dirty = False
         self.ack_sent = now
         stream.refresh_acked()

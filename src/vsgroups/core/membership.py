@@ -10,8 +10,10 @@ those messages, and who sends state to the joiners. Nothing of V' exists until a
 * Trigger: a suspicion, a join or a leave. Only a member all of whose elders in V it suspects
   proposes (the oldest unsuspected member coordinates); a proposer that hears nothing conclusive
   retries with a higher ballot after ``proposal_timeout``.
-* Prepare: a member promising a ballot stops sending and delivering in V (it keeps receiving,
-  acknowledging and retransmitting) and reports what it holds and any value it accepted.
+* Prepare: a member promising a ballot stops sending and delivering in V (it keeps receiving and
+  retransmitting) and reports what it holds and any value it accepted. It also stops
+  acknowledging: what others count as stable, and so may garbage-collect, must be covered by the
+  report the value is built from.
 * The proposer waits until every member of V has promised or is suspected, and the promisers form
   a quorum of V: a majority, or exactly half including V's oldest member (any two such sets
   intersect). If a promise carries an accepted value, the one with the highest ballot is proposed

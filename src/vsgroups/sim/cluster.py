@@ -99,9 +99,10 @@ class Simulation:
 
     def _start(self, proc: SimProcess) -> None:
         seeds = [p.addr for p in self.procs.values()]
+        founder = proc.founder and proc.incarnations == 1  # its disk remembers that the group exists
         for group in proc.groups:
             proc.digests[group] = ""
-            proc.core.join(group, seeds, self.now, founder=proc.founder)
+            proc.core.join(group, seeds, self.now, founder=founder)
         self._handle(proc)
         self._schedule_tick(proc, proc.core)
 

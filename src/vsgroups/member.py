@@ -1,0 +1,336 @@
+"""``vsgroups node``: one member process, driven by a controller over stdin and stdout.
+
+Multi-process tests and the demo need real OS processes that can be SIGKILLed, SIGSTOPped and
+restarted, running a service whose replicas can be compared afterwards. This is that process: a
+``vsgroups.Node`` whose groups each run a small replicated key-value store, an optional steady
+workload of casts in every ordering, and a line protocol for a controller (``vsgroups.procs``).
+
+Stdout carries one JSON object per line, each with an ``ev`` field: ``ready`` (listening, with the
+process identity and address), ``view``, ``joined`` (member of the group, with its state),
+``restart`` (the node was excluded and restarts as a new incarnation), ``flushing`` (the core
+promised a ballot: a view change is under way), and the answers to commands. Logs go to stderr.
+
+Stdin carries commands, one per line: ``load on|off``, ``flush``, ``digest``, ``stats``,
+``leave G`` and ``quit``. End of input means the controller is gone and shuts the node down like
+``quit`` or SIGTERM: cleanly, so the trace ends with ``stop``.
+
+The store applies only total and safe messages (puts), so equal digests at a consistent cut show
+that every replica applied the same puts in the same order; fifo and causal casts are there for the
+trace checker. ``digest`` is a group RPC: each replica answers when the query is delivered, at the
+same point of the total order everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import json
+import logging
+import random
+import signal
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .api import ALL, Delivery, Group, Node, Replica, ViewChange
+from .core import Config
+from .core.wire import ORDERS
+from .errors import GroupBlocked, NotAMember, QueryFailed
+
+KEYS = 64  # members write overlapping keys, so the final values depend on the delivery order
+PROMISE_POLL = 0.01
+RETRY = 0.05
+QUERY_TIMEOUT = 10.0
+
+log = logging.getLogger("vsgroups.member")
+
+
+def emit(ev: str, **fields: Any) -> None:
+    """One status line for the controller."""
+    print(json.dumps({"ev": ev, **fields}, separators=(",", ":")), flush=True)
+
+
+class KvStore(Replica):
+    """A replicated dict: total and safe casts ``{"k", "v", "pad"}`` are puts."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.data: dict[str, str] = {}
+        self.delivered = 0
+
+    def apply(self, msg: Delivery) -> None:
+        self.delivered += 1
+        if msg.order in ("total", "safe"):
+            self.data[msg.payload["k"]] = msg.payload["v"]
+
+    def get_state(self) -> dict[str, str]:
+        return self.data
+
+    def set_state(self, state: Any) -> None:
+        self.data = dict(state or {})
+
+    def query(self, msg: Delivery) -> dict[str, Any]:
+        return {"digest": self.digest(), "n": len(self.data)}
+
+    def view_changed(self, view: ViewChange) -> None:
+        emit("view", g=self.group, view=view.view, members=list(view.members), prev=view.previous)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(sorted(self.data.items())).encode()).hexdigest()
+
+
+class _Membership:
+    """This process's part in one group: its store, whether it is joined now, its workload."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.store = KvStore(name)
+        self.handle: Group | None = None
+        self.ready = asyncio.Event()  # joined with state, in the current incarnation
+        self.casting = asyncio.Lock()  # held while the workload is inside a cast
+        self.load: asyncio.Task[None] | None = None
+
+    async def wait_ready(self) -> Group:
+        await self.ready.wait()
+        assert self.handle is not None
+        return self.handle
+
+
+class Member:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        config = Config() if args.suspect_timeout is None else Config(suspect_timeout=args.suspect_timeout)
+        self.node = Node(args.name, listen=args.listen, seeds=args.seeds, key_file=args.key_file,
+                         trace_dir=args.trace, config=config, found=True if args.found else None)
+        self.node.on_restart = self._on_restart
+        self.groups = {name: _Membership(name) for name in args.groups}
+        self.load_on = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.failed = False
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.rng = random.Random()
+        self.pad = bytes(args.size)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a task of the member failed", exc_info=task.exception())
+            self.failed = True
+            self.stopping.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.node.start()
+        emit("ready", pid=self.node.pid, addr=self.node.address)
+        self._read_commands(loop)
+        self.spawn(self._watch_promises())
+        for m in self.groups.values():
+            self.spawn(self._join(m))
+            m.load = self.spawn(self._load(m))
+        try:
+            await self.stopping.wait()
+        finally:
+            for task in list(self.tasks):
+                task.cancel()
+            await self.node.close()
+        return 1 if self.failed else 0
+
+    # -- joining and restarting --------------------------------------------------------------------
+
+    async def _join(self, m: _Membership) -> None:
+        m.handle = await self.node.join(m.name, m.store)
+        self._joined(m)
+
+    async def _rejoined(self, m: _Membership) -> None:
+        assert m.handle is not None
+        await asyncio.shield(m.handle._joined)  # the join of the new incarnation (Node has no public hook)
+        self._joined(m)
+
+    def _joined(self, m: _Membership) -> None:
+        m.ready.set()
+        emit("joined", g=m.name, pid=self.node.pid, n=len(m.store.data))
+
+    def _on_restart(self, reason: str) -> None:
+        emit("restart", pid=self.node.pid, reason=reason)
+        for m in self.groups.values():
+            m.handle = self.node.groups.get(m.name)  # set even if the first join never returned
+            if m.handle is not None:
+                m.ready.clear()
+                self.spawn(self._rejoined(m))
+
+    async def _watch_promises(self) -> None:
+        """Report each view change this process takes part in, from the moment it promised a ballot."""
+        promised: dict[str, bool] = {}
+        while True:
+            for name, engine in self.node._core.groups.items():
+                now = engine.promised is not None
+                if now and not promised.get(name):
+                    emit("flushing", g=name, view=engine.view_id)
+                promised[name] = now
+            await asyncio.sleep(PROMISE_POLL)
+
+    # -- workload ----------------------------------------------------------------------------------
+
+    async def _load(self, m: _Membership) -> None:
+        """Cast ``--rate`` messages a second while the load is on, cycling through ``--orders``."""
+        if self.args.rate <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        orders = itertools.cycle(self.args.orders)
+        interval = 1.0 / self.args.rate
+        seq = itertools.count(1)
+        next_at = loop.time()
+        while True:
+            await self.load_on.wait()
+            handle = await m.wait_ready()
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            next_at = max(next_at + interval, loop.time() - interval)  # no burst after a stall
+            async with m.casting:
+                if not self.load_on.is_set():
+                    continue
+                payload = {"k": f"k{self.rng.randrange(KEYS)}", "v": f"{self.node.pid}:{next(seq)}",
+                           "pad": self.pad}
+                try:
+                    await handle.cast(payload, next(orders))
+                except (GroupBlocked, NotAMember):
+                    pass  # excluded or rejoining: wait_ready() holds the workload until joined again
+            if not m.ready.is_set():
+                await asyncio.sleep(RETRY)
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    def _read_commands(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read stdin in a daemon thread: it works for pipes, files and terminals alike, and a thread
+        blocked in ``readline`` must not hold up the exit."""
+
+        def reader() -> None:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(self._command, line.strip())
+            loop.call_soon_threadsafe(self.stopping.set)
+
+        threading.Thread(target=reader, name="stdin", daemon=True).start()
+
+    def _command(self, line: str) -> None:
+        word, _, arg = line.partition(" ")
+        commands: dict[str, Callable[[str], Coroutine[Any, Any, None]]] = {
+            "load": self._cmd_load, "flush": self._cmd_flush, "digest": self._cmd_digest,
+            "stats": self._cmd_stats, "leave": self._cmd_leave,
+        }
+        if word == "quit":
+            self.stopping.set()
+        elif word in commands:
+            self.spawn(commands[word](arg.strip()))
+        elif word:
+            emit("error", error=f"unknown command {line!r}")
+
+    async def _cmd_load(self, arg: str) -> None:
+        if arg not in ("on", "off"):
+            emit("error", error=f"load takes 'on' or 'off', not {arg!r}")
+            return
+        if arg == "on":
+            self.load_on.set()
+        else:
+            self.load_on.clear()
+            for m in self.groups.values():
+                async with m.casting:
+                    pass  # a cast under way has finished: nothing more will be sent
+        emit("load", on=arg == "on")
+
+    async def _cmd_flush(self, arg: str) -> None:
+        for m in list(self.groups.values()):
+            while True:
+                handle = await m.wait_ready()
+                try:
+                    await handle.flush()
+                    break
+                except (GroupBlocked, NotAMember):
+                    await asyncio.sleep(RETRY)
+        emit("flushed")
+
+    async def _cmd_digest(self, arg: str) -> None:
+        for m in list(self.groups.values()):
+            handle = await m.wait_ready()
+            try:
+                replies = await handle.query(None, replies=ALL, timeout=QUERY_TIMEOUT)
+                error = None
+            except (QueryFailed, GroupBlocked, NotAMember) as exc:
+                replies = getattr(exc, "replies", {})
+                error = str(exc)
+            mine = replies.get(self.node.pid, {"digest": m.store.digest(), "n": len(m.store.data)})
+            emit("digest", g=m.name, pid=self.node.pid, digest=mine["digest"], n=mine["n"],
+                 replies={pid: r["digest"] for pid, r in replies.items()}, error=error)
+
+    async def _cmd_stats(self, arg: str) -> None:
+        for m in self.groups.values():
+            emit("stats", g=m.name, delivered=m.store.delivered, n=len(m.store.data))
+
+    async def _cmd_leave(self, arg: str) -> None:
+        m = self.groups.get(arg)
+        if m is None:
+            emit("error", error=f"not a member of group {arg!r}")
+            return
+        if m.load is not None:
+            m.load.cancel()
+        handle = await m.wait_ready()
+        del self.groups[arg]
+        await handle.leave()
+        emit("left", g=arg)
+
+
+def _address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected host:port, got {value!r}")
+    return value
+
+
+def _orders(value: str) -> list[str]:
+    orders = [o for o in value.split(",") if o]
+    unknown = [o for o in orders if o not in ORDERS]
+    if unknown or not orders:
+        raise argparse.ArgumentTypeError(f"orders are a comma-separated list of {', '.join(ORDERS)}")
+    return orders
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="vsgroups node", description="Run one member process of a replicated key-value service: "
+        "JSON status lines on stdout, commands (load on|off, flush, digest, stats, leave G, quit) on stdin.")
+    parser.add_argument("--name", required=True, help="process name (the identity is name#incarnation)")
+    parser.add_argument("--listen", type=_address, default="127.0.0.1:0", help="host:port to listen on")
+    parser.add_argument("--seeds", type=lambda v: [_address(a) for a in v.split(",") if a], default=[],
+                        help="comma-separated addresses of members to ask when joining")
+    parser.add_argument("--groups", type=lambda v: [g for g in v.split(",") if g], default=["kv"],
+                        help="comma-separated groups to join (default: kv)")
+    parser.add_argument("--key-file", required=True, help="file holding the cluster key (frames are HMACed)")
+    parser.add_argument("--trace", metavar="DIR", help="write this process's trace to DIR")
+    parser.add_argument("--found", action="store_true", help="found the groups if no member answers")
+    parser.add_argument("--rate", type=float, default=0.0, help="casts per second per group (0: none)")
+    parser.add_argument("--size", type=int, default=100, help="padding bytes per cast")
+    parser.add_argument("--orders", type=_orders, default=list(ORDERS), help="orderings to cycle through")
+    parser.add_argument("--suspect-timeout", type=float, help="seconds of silence before a peer is suspected")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def run() -> int:
+        return await Member(args).run()
+
+    return asyncio.run(run())

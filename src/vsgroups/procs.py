@@ -1,0 +1,347 @@
+"""Start and control ``vsgroups node`` member processes from asyncio (multi-process tests, the demo).
+
+A ``Cluster`` owns a working directory (cluster key, one stderr log per member) and a trace
+directory, starts members on free loopback ports, and reads every member's JSON status lines into
+that member's event list. Waiting is always on events, never on the clock: ``Member.wait_for`` and
+``Cluster.wait_view`` return as soon as the condition holds and fail fast with a description of
+every member when a member they depend on exits; their timeouts are only a last guard.
+
+Every process is signalled by its PID (SIGKILL, SIGSTOP, SIGCONT, or ``quit`` on stdin for a clean
+stop), and leaving the ``async with Cluster(...)`` block kills whatever is still running, even
+when the block fails. A member also exits by itself when its stdin closes, so a controller that
+dies without cleaning up leaves no members behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Event = dict[str, Any]
+
+GUARD = 30.0  # default last-resort timeout of a wait
+STOP_GUARD = 10.0
+POLL = 0.1  # delivery counters are polled: a member does not report every delivery
+
+
+class MemberExited(RuntimeError):
+    """A member process ended while something was waiting on it."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS reports free now. Linux hands out odd ports for ``bind(0)`` and prefers even ones
+    for outgoing connections, so the members' own connections do not take it before it is bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def oldest_first(members: Iterable[Member], group: str) -> list[Member]:
+    """``members`` in age order (the coordinator first), as the latest view of ``group`` reported by
+    the first of them lists them."""
+    members = list(members)
+    view = members[0].view(group)
+    if view is None:
+        raise ValueError(f"{members[0].name} has reported no view of {group}")
+    return sorted(members, key=lambda m: view["members"].index(m.pid))
+
+
+class Member:
+    """One member process and the events it has reported so far."""
+
+    def __init__(self, cluster: Cluster, name: str, addr: str, proc: asyncio.subprocess.Process) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.addr = addr
+        self.proc = proc
+        self.events: list[Event] = []
+        self.pid: str | None = None  # the process identity name#inc of the current incarnation
+        self.ended = False  # stdout closed: the process exited or is about to
+        self.killed = False  # SIGKILL sent
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    def __repr__(self) -> str:
+        return f"<{self.name} {self.pid or '?'} os-pid {self.proc.pid}{'' if self.alive else ' ended'}>"
+
+    @property
+    def alive(self) -> bool:
+        return not (self.ended or self.killed) and self.proc.returncode is None
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = {"ev": "text", "line": line.decode(errors="replace").rstrip()}
+            if event.get("ev") in ("ready", "restart"):
+                self.pid = event["pid"]
+            self.events.append(event)
+            if self.cluster.on_event is not None:
+                self.cluster.on_event(self, event)
+            await self.cluster.notify()
+        self.ended = True
+        await self.cluster.notify()
+
+    # -- observing ---------------------------------------------------------------------------------
+
+    def mark(self) -> int:
+        """A position in the event list: pass it as ``since`` to wait only for later events."""
+        return len(self.events)
+
+    def find(self, ev: str, since: int = 0, **fields: Any) -> Event | None:
+        """The first event named ``ev`` from position ``since`` whose fields have these values."""
+        return next((e for e in self.events[since:]
+                     if e.get("ev") == ev and all(e.get(k) == v for k, v in fields.items())), None)
+
+    def view(self, group: str) -> Event | None:
+        """The latest view of ``group`` this member reported."""
+        return next((e for e in reversed(self.events) if e.get("ev") == "view" and e.get("g") == group), None)
+
+    async def wait_for(self, ev: str, since: int = 0, timeout: float = GUARD, **fields: Any) -> Event:
+        """Wait for an event as ``find`` describes it."""
+        def found() -> Event | None:
+            event = self.find(ev, since, **fields)
+            if event is None:
+                self.cluster.require_alive([self])
+            return event
+
+        return await self.cluster.until(found, timeout, f"{self.name}: {ev} {fields or ''}")
+
+    # -- acting ------------------------------------------------------------------------------------
+
+    async def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command.encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def command(self, command: str, reply: str, timeout: float = GUARD, **fields: Any) -> Event:
+        """Send ``command`` and return the first ``reply`` event that follows it."""
+        since = self.mark()
+        await self.send(command)
+        return await self.wait_for(reply, since, timeout, **fields)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to this member's PID (SIGKILL, SIGSTOP, SIGCONT...)."""
+        self.killed = self.killed or sig == signal.SIGKILL
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):  # exited, and reaped but not yet reported
+                os.kill(self.proc.pid, sig)
+
+    async def stop(self, timeout: float = STOP_GUARD) -> int:
+        """Ask the member to quit (it closes its node cleanly) and return its exit status."""
+        if self.alive:
+            with contextlib.suppress(ConnectionError):
+                await self.send("quit")
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.kill()
+            raise MemberExited(f"{self.name} did not quit within {timeout}s and was killed") from None
+
+
+class Cluster:
+    """Member processes sharing a cluster key, a trace directory and a workload.
+
+    The workload options (``rate``, ``size``, ``orders``, ``groups``, ``suspect_timeout``) are passed
+    to every member the cluster starts; ``on_event(member, event)`` sees every status line."""
+
+    def __init__(
+        self, workdir: str | os.PathLike[str], trace_dir: str | os.PathLike[str] | None = None, *,
+        groups: Sequence[str] = ("kv",), rate: float = 0.0, size: int = 100,
+        orders: Sequence[str] = ("fifo", "causal", "total", "safe"), suspect_timeout: float | None = None,
+        on_event: Callable[[Member, Event], None] | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.trace_dir = Path(trace_dir) if trace_dir is not None else self.workdir / "trace"
+        self.groups = tuple(groups)
+        self.rate = rate
+        self.size = size
+        self.orders = tuple(orders)
+        self.suspect_timeout = suspect_timeout
+        self.on_event = on_event
+        self.members: list[Member] = []
+        self.key_file = self.workdir / "cluster.key"
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> Cluster:
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        self.trace_dir.mkdir(parents=True, exist_ok=True)
+        self.key_file.write_text(secrets.token_hex(32))
+        self.key_file.chmod(0o600)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.kill_all()
+
+    async def kill_all(self) -> None:
+        """SIGKILL every member still running and reap it."""
+        for m in self.members:
+            m.kill(signal.SIGKILL)
+        for m in self.members:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(m.proc.wait(), STOP_GUARD)
+            m.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await m.reader
+            if m.proc.stdin is not None:
+                m.proc.stdin.close()
+
+    @property
+    def live(self) -> list[Member]:
+        return [m for m in self.members if m.alive]
+
+    # -- starting ----------------------------------------------------------------------------------
+
+    async def start(self, n: int, names: Iterable[str] | None = None) -> list[Member]:
+        """Start ``n`` members that know each other's addresses; the first founds the groups.
+        Returns once every one of them reports the same view of every group, holding them all."""
+        names = list(names) if names is not None else [f"m{len(self.members) + i + 1}" for i in range(n)]
+        addrs = [f"127.0.0.1:{free_port()}" for _ in names]
+        started = [await self._spawn(name, addr, addrs, found=i == 0)
+                   for i, (name, addr) in enumerate(zip(names, addrs, strict=True))]
+        await asyncio.gather(*(m.wait_for("ready") for m in started))
+        for group in self.groups:
+            await self.wait_view(group, started)
+        return started
+
+    async def add(self, name: str | None = None) -> Member:
+        """Start one more member that joins through the live members. Returns once it is listening;
+        wait for its ``joined`` event to know it holds the state."""
+        addr = f"127.0.0.1:{free_port()}"
+        seeds = [m.addr for m in self.live] + [addr]
+        member = await self._spawn(name or f"m{len(self.members) + 1}", addr, seeds, found=False)
+        await member.wait_for("ready")
+        return member
+
+    async def _spawn(self, name: str, addr: str, seeds: list[str], found: bool) -> Member:
+        argv = [
+            sys.executable, "-m", "vsgroups", "node", "--name", name, "--listen", addr,
+            "--seeds", ",".join(seeds), "--groups", ",".join(self.groups), "--key-file", str(self.key_file),
+            "--trace", str(self.trace_dir), "--rate", str(self.rate), "--size", str(self.size),
+            "--orders", ",".join(self.orders),
+        ]
+        if found:
+            argv.append("--found")
+        if self.suspect_timeout is not None:
+            argv += ["--suspect-timeout", str(self.suspect_timeout)]
+        with open(self.workdir / "logs" / f"{name}.log", "ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log)
+        member = Member(self, name, addr, proc)
+        self.members.append(member)
+        return member
+
+    # -- waiting -----------------------------------------------------------------------------------
+
+    async def notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def until(self, check: Callable[[], T | None], timeout: float = GUARD, what: str = "wait") -> T:
+        """Wait until ``check()`` returns something other than None (it may raise to give up)."""
+        async with self._changed:
+            try:
+                async with asyncio.timeout(timeout):
+                    while (result := check()) is None:
+                        await self._changed.wait()
+            except TimeoutError:
+                raise TimeoutError(f"{what}: not within {timeout}s\n{self.describe()}") from None
+        return result
+
+    def require_alive(self, members: Iterable[Member]) -> None:
+        ended = [m.name for m in members if not m.alive]
+        if ended:
+            raise MemberExited(f"{', '.join(ended)} exited (see {self.workdir / 'logs'})\n{self.describe()}")
+
+    async def wait_view(self, group: str, members: Sequence[Member], timeout: float = GUARD) -> Event:
+        """Wait until each of ``members`` reports the same latest view of ``group``, whose members are
+        exactly their current incarnations; returns that view event."""
+        def agreed() -> Event | None:
+            self.require_alive(members)
+            views = [m.view(group) for m in members]
+            first = views[0]
+            if first is None or any(v is None or v["view"] != first["view"] for v in views):
+                return None
+            return first if set(first["members"]) == {m.pid for m in members} else None
+
+        names = ", ".join(m.name for m in members)
+        return await self.until(agreed, timeout, f"one view of {group} holding exactly {names}")
+
+    def describe(self) -> str:
+        """Every member's state and latest events, for failure messages."""
+        lines = []
+        for m in self.members:
+            lines.append(f"  {m!r}: " + " ".join(json.dumps(e, separators=(",", ":")) for e in m.events[-4:]))
+        return "\n".join(lines)
+
+    async def delivered(self, members: Iterable[Member], group: str) -> list[int]:
+        """How many messages of ``group`` each member has delivered so far (over its incarnations)."""
+        replies = await asyncio.gather(*(m.command("stats", "stats", g=group) for m in members))
+        return [r["delivered"] for r in replies]
+
+    async def wait_delivered(self, members: Sequence[Member], group: str, more: int,
+                             timeout: float = GUARD) -> None:
+        """Wait until every one of ``members`` has delivered ``more`` messages of ``group`` beyond
+        what it had delivered at the call: the group is making progress under the workload."""
+        start = await self.delivered(members, group)
+        try:
+            async with asyncio.timeout(timeout):
+                while any(now < before + more
+                          for now, before in zip(await self.delivered(members, group), start, strict=True)):
+                    await asyncio.sleep(POLL)
+        except TimeoutError:
+            what = f"{more} more deliveries of {group}"
+            raise TimeoutError(f"{what}: not within {timeout}s\n{self.describe()}") from None
+
+    # -- the end of a run --------------------------------------------------------------------------
+
+    async def load(self, on: bool, members: Iterable[Member] | None = None) -> None:
+        """Turn the workload on or off; returns once no member is casting any more (when off)."""
+        word = "on" if on else "off"
+        targets = self.live if members is None else members
+        await asyncio.gather(*(m.command(f"load {word}", "load", on=on) for m in targets))
+
+    async def settle(self, members: Sequence[Member], timeout: float = GUARD) -> dict[str, list[Event]]:
+        """End a run: stop the load, flush every member, wait until ``members`` share one view of each
+        group holding exactly them, and collect the digests. Returns, per group, one digest event per
+        member (each carries the digests every member answered at the same cut of the total order)."""
+        await self.load(False, members)
+        await asyncio.gather(*(m.command("flush", "flushed", timeout) for m in members))
+        for group in self.groups:
+            await self.wait_view(group, members, timeout)
+        digests: dict[str, list[Event]] = {}
+        for group in self.groups:
+            digests[group] = list(await asyncio.gather(
+                *(m.command("digest", "digest", timeout, g=group) for m in members)))
+        return digests
+
+    async def quit_all(self) -> list[int]:
+        """Stop every live member cleanly, at once (so none outlives the others by a suspect timeout)."""
+        return list(await asyncio.gather(*(m.stop() for m in self.live)))
+
+
+def digest_problems(digests: dict[str, list[Event]]) -> list[str]:
+    """What is wrong with the digests ``Cluster.settle`` collected (empty if every replica agrees)."""
+    problems = []
+    for group, events in digests.items():
+        for e in events:
+            if e.get("error"):
+                problems.append(f"{group}: {e['pid']} could not query the group: {e['error']}")
+            if set(e["replies"].values()) != {e["digest"]}:
+                problems.append(f"{group}: {e['pid']} got differing digests {e['replies']}")
+        if len({e["digest"] for e in events}) != 1:
+            listed = ", ".join(f"{e['pid']}={e['digest'][:12]}" for e in events)
+            problems.append(f"{group}: members differ: {listed}")
+    return problems
