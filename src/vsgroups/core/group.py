@@ -116,7 +116,7 @@ class GroupEngine:
         size = self.cfg.state_chunk
         chunks = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
         self.state_out[view] = (chunks, joiners)
-        for j in joiners:
+        for j in sorted(joiners):
             self._send_state(view, j, range(len(chunks)))
 
     def committed_value_for(self, view: str) -> dict[str, Any] | None:
@@ -465,7 +465,7 @@ class GroupEngine:
             value = self.committed_value_for(self.view_id or "")
             if value is not None:
                 data = pack([K.COMMIT, self.name, value["from"], value])
-                for pid in self.commit_unacked:
+                for pid in sorted(self.commit_unacked):
                     if not self.node.suspects(pid):
                         self.node.send_to(pid, data)
         for pid, (_, seen) in list(self.joins.items()):
@@ -547,7 +547,7 @@ class GroupEngine:
     def _commit(self, value: dict[str, Any], now: float) -> None:
         data = pack([K.COMMIT, self.name, self.view_id, value])
         everyone = set(self.members) | set(value["members"])
-        for pid in everyone - {self.me}:
+        for pid in sorted(everyone - {self.me}):
             addr = self.addrs.get(pid) or value["addrs"].get(pid)
             if addr:
                 self.node.send(addr, data)
