@@ -306,15 +306,8 @@ class GroupEngine:
         if stream is None or self.state != "member":
             return
         if self.promised is None:
-            numbered: list[str] = []
             stream.refresh_stable()
-            for msg in stream.deliverable(numbered):
-                self._deliver(msg)
-            if numbered:
-                first = stream.num_of[numbered[0]]
-                self._broadcast(pack([K.NUM, self.name, self.view_id, first, numbered]))
-                self.ack_dirty = True
-            stream.collect()
+            self._deliver_ready(stream)
             while self.pending and self._window_open(stream):
                 mid, order, payload = self.pending.popleft()
                 msg = stream.stamp(mid, order, payload)
@@ -322,16 +315,20 @@ class GroupEngine:
                 self._broadcast(msg.encode(self.name))
                 self.ack_dirty = True
                 stream.refresh_stable()
-                for delivered in stream.deliverable(numbered):
-                    self._deliver(delivered)
-                if numbered:
-                    first = stream.num_of[numbered[0]]
-                    self._broadcast(pack([K.NUM, self.name, self.view_id, first, numbered]))
-                    numbered = []
+                self._deliver_ready(stream)
         if self.ack_dirty and now - self.ack_sent >= self.cfg.ack_delay:
             self._send_ack(now)
         if self.flush_waiters:
             self._settle_flushes()
+
+    def _deliver_ready(self, stream: ViewStream) -> None:
+        numbered: list[str] = []
+        for msg in stream.deliverable(numbered):
+            self._deliver(msg)
+        if numbered:
+            first = stream.known - len(numbered) + 1  # the sequencer numbers consecutively
+            self._broadcast(pack([K.NUM, self.name, self.view_id, first, numbered]))
+            self.ack_dirty = True
 
     def _window_open(self, stream: ViewStream) -> bool:
         unstable = stream.unstable_own()

@@ -27,6 +27,7 @@ Invariants: ``delivered[s] <= recv[s]``; held messages are exactly those of ``s`
 
 from __future__ import annotations
 
+from operator import le
 from typing import Any
 
 from .wire import SAFE, TOTAL, Msg
@@ -156,8 +157,12 @@ class ViewStream:
             return
         self.dirty = False
         self.ack_known[self.me] = self.known
-        self.stable = [min(col) for col in zip(*self.acks, strict=True)]
-        self.stable_num = min(self.ack_known)
+        stable = [min(col) for col in zip(*self.acks, strict=True)]
+        stable_num = min(self.ack_known)
+        if stable != self.stable or stable_num != self.stable_num:
+            self.stable = stable
+            self.stable_num = stable_num
+            self.collect()
 
     # -- delivery --------------------------------------------------------------------------------
 
@@ -168,35 +173,35 @@ class ViewStream:
             self._number(new_numbers)
         out: list[Msg] = []
         delivered = self.delivered
-        n = self.n
         progress = True
         while progress:
             progress = False
-            for s in range(n):
-                stream = self.held[s]
-                while True:
-                    k = delivered[s] + 1
-                    msg = stream.get(k)
-                    if msg is None:
+            for s, stream in enumerate(self.held):
+                while (msg := stream.get(delivered[s] + 1)) is not None:
+                    k = msg.seq
+                    delivered[s] = k  # tentatively, so that one vector comparison checks every entry
+                    if not all(map(le, msg.vt, delivered)) or not self._ordered(msg, s, k):
+                        delivered[s] = k - 1
                         break
-                    vt = msg.vt
-                    if any(vt[j] > delivered[j] for j in range(n) if j != s):
-                        break
-                    if msg.order >= TOTAL:
-                        num = self.num_of.get(msg.mid)
-                        if num is None:
-                            break
-                        if num != self.numbered + 1:
-                            break
-                        if msg.order == SAFE:
-                            self.refresh_stable()
-                            if self.stable_num < num or self.stable[s] < k:
-                                break
-                        self.numbered = num
-                    delivered[s] = k
                     out.append(msg)
                     progress = True
+        if out:
+            self.collect()
         return out
+
+    def _ordered(self, msg: Msg, s: int, k: int) -> bool:
+        """May ``msg`` (causally deliverable) be delivered as far as total and safe order go?"""
+        if msg.order < TOTAL:
+            return True
+        num = self.num_of.get(msg.mid)
+        if num is None or num != self.numbered + 1:
+            return False
+        if msg.order == SAFE:
+            self.refresh_stable()
+            if self.stable_num < num or self.stable[s] < k:
+                return False
+        self.numbered = num
+        return True
 
     def _number(self, new_numbers: list[str]) -> None:
         """Number total and safe messages in a causal order of everything held here, as if every
@@ -211,8 +216,9 @@ class ViewStream:
             for s in range(n):
                 stream = self.held[s]
                 while (msg := stream.get(ordered[s] + 1)) is not None:
-                    vt = msg.vt
-                    if any(vt[j] > ordered[j] for j in range(n) if j != s):
+                    ordered[s] += 1
+                    if not all(map(le, msg.vt, ordered)):
+                        ordered[s] -= 1
                         break
                     if msg.order >= TOTAL and msg.mid not in self.num_of:
                         self.known += 1
@@ -220,7 +226,6 @@ class ViewStream:
                         self.num_of[msg.mid] = self.known
                         self.mid_of_num[self.known] = msg.mid
                         new_numbers.append(msg.mid)
-                    ordered[s] += 1
                     progress = True
 
     def collect(self) -> None:
