@@ -374,8 +374,11 @@ class Node:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick_interval)
-            self._core.tick(self._now())
-            self._process()
+            try:
+                self._core.tick(self._now())
+                self._process()
+            except Exception:  # an application hook failed; the node must keep its timers running
+                log.exception("error while handling a tick of %s", self._core.pid)
 
     def _process(self) -> None:
         core = self._core
