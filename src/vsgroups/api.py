@@ -120,7 +120,7 @@ class Group:
         self.name = name
         self.replica = replica or Replica()
         self.view: ViewChange | None = None
-        self._joined = asyncio.get_running_loop().create_future()
+        self._joined = asyncio.Event()
         self._queues: list[asyncio.Queue[Delivery | ViewChange]] = []
         self._flushes: dict[int, asyncio.Future[None]] = {}
         self._queries: dict[str, _Query] = {}
@@ -253,9 +253,13 @@ class Group:
         for query in self._queries.values():
             query.update(out.members)
 
+    async def wait_joined(self) -> None:
+        """Return once this process is a member with the group state — at once, unless it is
+        rejoining as a new incarnation after being excluded."""
+        await self._joined.wait()
+
     def _on_ready(self) -> None:
-        if not self._joined.done():
-            self._joined.set_result(None)
+        self._joined.set()
 
     def _fail_all(self, exc: Exception) -> None:
         for fut in [*self._flushes.values(), *(q.done for q in self._queries.values())]:
@@ -329,14 +333,14 @@ class Node:
         first_seed = self.seeds[:1] in ([], [self.address])
         self._join_core(group, self.found if self.found is not None else first_seed)
         try:
-            await asyncio.wait_for(asyncio.shield(handle._joined), timeout)
+            await asyncio.wait_for(handle.wait_joined(), timeout)
         except BaseException:
             self.groups.pop(group, None)
             raise
         return handle
 
-    def _join_core(self, group: str, founder: bool) -> None:
-        seeds = self.seeds or [self.address]
+    def _join_core(self, group: str, founder: bool, also: Iterable[str] = ()) -> None:
+        seeds = list(dict.fromkeys([*self.seeds, *also])) or [self.address]
         self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder))
 
     async def close(self) -> None:
@@ -382,13 +386,19 @@ class Node:
 
     def _process(self) -> None:
         core = self._core
-        outputs = core.take_outputs()
-        while outputs:
-            for out in outputs:
-                self._handle(core, out)
-            if core is not self._core:
-                return
+        try:
             outputs = core.take_outputs()
+            while outputs:
+                for out in outputs:
+                    self._handle(core, out)
+                if core is not self._core:
+                    return
+                outputs = core.take_outputs()
+        finally:
+            # frames leave later, from the transport's writer tasks: a send is on disk before its
+            # frame is on the wire, so a SIGKILL never loses a traced event that others saw
+            if self._trace is not None:
+                self._trace.flush()
 
     def _handle(self, core: NodeCore, out: ev.Output) -> None:
         assert self._trace is not None and self._transport is not None
@@ -438,10 +448,12 @@ class Node:
         log.warning("%s restarts as a new incarnation: %s", self._core.pid, reason)
         assert self._trace is not None
         self._trace.close(clean=False)
-        self._incarnate(max(self._core.inc + 1, int(time.time() * 1000)))
+        old = self._core
+        self._incarnate(max(old.inc + 1, int(time.time() * 1000)))
         for name, group in self.groups.items():
             group._fail_all(GroupBlocked(f"this process was excluded from {name!r} and rejoins: {reason}"))
-            group._joined = asyncio.get_running_loop().create_future()
-            self._join_core(name, founder=False)  # the group exists: never found it again
+            group._joined.clear()
+            # the group exists: never found it again; ask the members we knew as well as the seeds
+            self._join_core(name, founder=False, also=sorted(old.addrs.values()))
         if self.on_restart is not None:
             self.on_restart(reason)

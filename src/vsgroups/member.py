@@ -6,9 +6,10 @@ restarted, running a service whose replicas can be compared afterwards. This is 
 workload of casts in every ordering, and a line protocol for a controller (``vsgroups.procs``).
 
 Stdout carries one JSON object per line, each with an ``ev`` field: ``ready`` (listening, with the
-process identity and address), ``view``, ``joined`` (member of the group, with its state),
-``restart`` (the node was excluded and restarts as a new incarnation), ``flushing`` (the core
-promised a ballot: a view change is under way), and the answers to commands. Logs go to stderr.
+process identity and address), ``view`` (members in age order: the coordinator first), ``joined``
+(member of the group, with its state), ``restart`` (the node was excluded and restarts as a new
+incarnation), ``flushing`` (the core promised a ballot: a view change is under way), and the
+answers to commands. Logs go to stderr.
 
 Stdin carries commands, one per line: ``load on|off``, ``flush``, ``digest``, ``stats``,
 ``leave G`` and ``quit``. End of input means the controller is gone and shuts the node down like
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
@@ -50,7 +52,8 @@ log = logging.getLogger("vsgroups.member")
 
 def emit(ev: str, **fields: Any) -> None:
     """One status line for the controller."""
-    print(json.dumps({"ev": ev, **fields}, separators=(",", ":")), flush=True)
+    with contextlib.suppress(BrokenPipeError):  # the controller is gone; end of stdin stops us
+        print(json.dumps({"ev": ev, **fields}, separators=(",", ":")), flush=True)
 
 
 class KvStore(Replica):
@@ -67,7 +70,7 @@ class KvStore(Replica):
             self.data[msg.payload["k"]] = msg.payload["v"]
 
     def get_state(self) -> dict[str, str]:
-        return self.data
+        return dict(self.data)
 
     def set_state(self, state: Any) -> None:
         self.data = dict(state or {})
@@ -100,6 +103,8 @@ class _Membership:
 
 
 class Member:
+    """The member process: a node, its groups, the workload and the command loop."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         config = Config() if args.suspect_timeout is None else Config(suspect_timeout=args.suspect_timeout)
@@ -154,7 +159,7 @@ class Member:
 
     async def _rejoined(self, m: _Membership) -> None:
         assert m.handle is not None
-        await asyncio.shield(m.handle._joined)  # the join of the new incarnation (Node has no public hook)
+        await m.handle.wait_joined()
         self._joined(m)
 
     def _joined(self, m: _Membership) -> None:
@@ -217,9 +222,10 @@ class Member:
         blocked in ``readline`` must not hold up the exit."""
 
         def reader() -> None:
-            for line in sys.stdin:
-                loop.call_soon_threadsafe(self._command, line.strip())
-            loop.call_soon_threadsafe(self.stopping.set)
+            with contextlib.suppress(RuntimeError):  # the loop closed: we are exiting anyway
+                for line in sys.stdin:
+                    loop.call_soon_threadsafe(self._command, line.strip())
+                loop.call_soon_threadsafe(self.stopping.set)
 
         threading.Thread(target=reader, name="stdin", daemon=True).start()
 

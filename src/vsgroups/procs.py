@@ -39,8 +39,9 @@ class MemberExited(RuntimeError):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS reports free now. Linux hands out odd ports for ``bind(0)`` and prefers even ones
-    for outgoing connections, so the members' own connections do not take it before it is bound."""
+    """A port the OS reports free now, for a member to bind a moment later. Linux (since 4.6) picks odd
+    ports for ``bind(0)`` and even ones for outgoing connections, so the members' own connections do
+    not take it in between."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
@@ -178,8 +179,9 @@ class Cluster:
     async def __aenter__(self) -> Cluster:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.trace_dir.mkdir(parents=True, exist_ok=True)
-        self.key_file.write_text(secrets.token_hex(32))
-        self.key_file.chmod(0o600)
+        fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as key:
+            key.write(secrets.token_hex(32))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -204,10 +206,10 @@ class Cluster:
 
     # -- starting ----------------------------------------------------------------------------------
 
-    async def start(self, n: int, names: Iterable[str] | None = None) -> list[Member]:
+    async def start(self, n: int) -> list[Member]:
         """Start ``n`` members that know each other's addresses; the first founds the groups.
         Returns once every one of them reports the same view of every group, holding them all."""
-        names = list(names) if names is not None else [f"m{len(self.members) + i + 1}" for i in range(n)]
+        names = [f"m{len(self.members) + i + 1}" for i in range(n)]
         addrs = [f"127.0.0.1:{free_port()}" for _ in names]
         started = [await self._spawn(name, addr, addrs, found=i == 0)
                    for i, (name, addr) in enumerate(zip(names, addrs, strict=True))]
@@ -321,11 +323,13 @@ class Cluster:
         await asyncio.gather(*(m.command("flush", "flushed", timeout) for m in members))
         for group in self.groups:
             await self.wait_view(group, members, timeout)
-        digests: dict[str, list[Event]] = {}
-        for group in self.groups:
-            digests[group] = list(await asyncio.gather(
-                *(m.command("digest", "digest", timeout, g=group) for m in members)))
-        return digests
+        replies = await asyncio.gather(*(self._digests(m, timeout) for m in members))
+        return {group: [r[group] for r in replies] for group in self.groups}
+
+    async def _digests(self, member: Member, timeout: float) -> dict[str, Event]:
+        since = member.mark()
+        await member.send("digest")  # one query per group, answered by one digest event per group
+        return {group: await member.wait_for("digest", since, timeout, g=group) for group in self.groups}
 
     async def quit_all(self) -> list[int]:
         """Stop every live member cleanly, at once (so none outlives the others by a suspect timeout)."""
