@@ -40,6 +40,8 @@ class Config:
     state_chunk: int = 1 << 20
     #: Largest application payload accepted by ``cast`` (the transport fragments frames).
     max_payload: int = 16 << 20
+    #: How often a node probes the processes it knows outside its views (merge discovery).
+    probe_interval: float = 0.5
     #: Messages bound for one peer are batched into frames of about this many bytes.
     frame_budget: int = 1 << 20
     #: Largest frame accepted from the network. View-change messages carry the unstable messages

@@ -14,7 +14,9 @@ delivered from each sender (``delivered``), the contiguous prefix it holds of ea
   sender's stream) until nothing changes. A reporter's own messages and everything it delivered
   survive the cut: it held their causal past.
 * F is ordered by one topological sort of causal precedence and the known global numbers, ties
-  broken by number and then by (sender position, sequence); total messages nobody numbered come
+  broken by number and then by (sender position, sequence), except that messages some reporter
+  already delivered come first (they are closed under both orders, so they form a prefix: in EVS
+  that prefix is delivered in the old regular configuration); total messages nobody numbered come
   after every numbered one, because a member may already have delivered numbered messages while
   those waited for a number. Numbering was causal and the numbers known form a prefix (the
   sequencer announces them in order), so no numbered message depends on an unnumbered one and the
@@ -28,11 +30,17 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from .wire import TOTAL, Msg, unpack
+from .wire import SAFE, TOTAL, Msg, unpack
 
 
-def final_set(members: list[str], reports: list[dict[str, Any]]) -> tuple[list[str], dict[str, bytes]]:
-    """Return (F's delivery order as message ids, the encoded messages of that order by id)."""
+def final_set(
+    members: list[str], reports: list[dict[str, Any]], transitional: set[str] | None = None
+) -> tuple[list[str], dict[str, bytes]]:
+    """Return (F's delivery order as message ids, the encoded messages of that order by id).
+
+    With ``transitional`` (EVS), a total or safe message nobody numbered is cut unless its sender
+    is in the transitional configuration (1994 step 6a): another component may hold its sender and
+    order it there."""
     n = len(members)
     held: dict[tuple[int, int], Msg] = {}
     numbers: dict[str, int] = {}
@@ -51,6 +59,14 @@ def final_set(members: list[str], reports: list[dict[str, Any]]) -> tuple[list[s
             if (s, k) not in held:  # cannot happen by the argument above; stay safe if it does
                 hi[s] = k - 1
                 break
+    if transitional is not None:
+        for s in range(n):
+            if members[s] not in transitional:
+                for k in range(lo[s] + 1, hi[s] + 1):
+                    msg = held[(s, k)]
+                    if msg.order >= TOTAL and msg.mid not in numbers:
+                        hi[s] = k - 1
+                        break
     changed = True
     while changed:
         changed = False
@@ -62,10 +78,11 @@ def final_set(members: list[str], reports: list[dict[str, Any]]) -> tuple[list[s
                     changed = True
                     break
     todo = [held[(s, k)] for s in range(n) for k in range(lo[s] + 1, hi[s] + 1)]
-    return _order(todo, members, numbers), {m.mid: m.raw for m in todo if m.raw is not None}
+    seen = [max(r["d"][s] for r in reports) for s in range(n)]
+    return _order(todo, members, numbers, seen), {m.mid: m.raw for m in todo if m.raw is not None}
 
 
-def _order(todo: list[Msg], members: list[str], numbers: dict[str, int]) -> list[str]:
+def _order(todo: list[Msg], members: list[str], numbers: dict[str, int], seen: list[int]) -> list[str]:
     index = {(members.index(m.sender), m.seq): m for m in todo}
     succs: dict[str, list[str]] = {m.mid: [] for m in todo}
     indegree = dict.fromkeys(succs, 0)
@@ -88,9 +105,11 @@ def _order(todo: list[Msg], members: list[str], numbers: dict[str, int]) -> list
             if m.order >= TOTAL and m.mid not in numbers:
                 edge(last, m.mid)
 
-    def key(m: Msg) -> tuple[int, int, int]:
+    def key(m: Msg) -> tuple[bool, int, int, int]:
+        # what some reporter delivered comes first (a down-closed set: it stays a prefix)
+        later = m.seq > seen[members.index(m.sender)]
         num = numbers.get(m.mid)
-        return (0, num, 0) if num is not None else (1, members.index(m.sender), m.seq)
+        return (later, 0, num, 0) if num is not None else (later, 1, members.index(m.sender), m.seq)
 
     by_id = {m.mid: m for m in todo}
     ready = [(key(m), m.mid) for m in todo if indegree[m.mid] == 0]
@@ -106,3 +125,26 @@ def _order(todo: list[Msg], members: list[str], numbers: dict[str, int]) -> list
     if len(order) != len(todo):
         raise AssertionError("cycle in the final order: numbering was not causal")
     return order
+
+
+def regular_prefix(
+    members: list[str], order: list[str], msgs: dict[str, bytes], reports: list[dict[str, Any]]
+) -> int:
+    """How much of F may still be delivered in the old regular configuration (1994 step 6b): up to
+    the first total message without a number, or the first safe one that not every member of the
+    old configuration acknowledged. The rest goes to the transitional configuration."""
+    numbers: dict[str, int] = {}
+    for report in reports:
+        numbers.update(report["n"])
+    stable = [max(col) for col in zip(*(r["s"] for r in reports), strict=True)]
+    stable_num = max(r["sn"] for r in reports)
+    for i, mid in enumerate(order):
+        msg = Msg.decode(unpack(msgs[mid]), msgs[mid])
+        if msg.order < TOTAL:
+            continue
+        num = numbers.get(mid)
+        if num is None:
+            return i
+        if msg.order == SAFE and (stable_num < num or stable[members.index(msg.sender)] < msg.seq):
+            return i
+    return len(order)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import events as ev
 from .flush import final_set
-from .membership import Proposal, choose_value, is_quorum, new_members
+from .membership import Proposal, choose_value, evs_value, is_quorum, new_members
 from .stream import ViewStream
 from .wire import ORDERS, K, Msg, pack, unpack, view_epoch
 
@@ -35,8 +35,16 @@ JOIN_EXPIRY = 3.0
 
 
 class GroupEngine:
-    def __init__(self, node: NodeCore, name: str, seeds: list[str], founder: bool, now: float) -> None:
+    def __init__(
+        self, node: NodeCore, name: str, seeds: list[str], founder: bool, now: float, model: str = "vs"
+    ) -> None:
+        if model not in ("vs", "evs"):
+            raise ValueError(f"unknown group model {model!r}: use 'vs' (primary component) or 'evs'")
         self.node = node
+        self.evs = model == "evs"
+        self.primary = True
+        self.foreign: dict[str, float] = {}  # evs: members of other configurations we hear from
+        self.promised_at = 0.0
         self.cfg = node.cfg
         self.name = name
         self.me = node.pid
@@ -75,6 +83,7 @@ class GroupEngine:
         # data path timers
         self.ack_dirty = False
         self.ack_sent = float("-inf")
+        self.acked_back: dict[str, float] = {}
         self.gap_since: dict[int, float] = {}
         self.num_gap_since: float | None = None
         self.flush_waiters: dict[int, tuple[int, tuple[str, list[int]] | None]] = {}
@@ -144,6 +153,11 @@ class GroupEngine:
     def on_ack(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         if self.stream is not None and fields[2] == self.view_id:
             self.stream.on_ack(sender, fields[3], fields[4])
+            waiting = fields[5] and now - self.acked_back.get(sender, float("-inf")) >= self.cfg.ack_refresh
+            if waiting and self.promised is None:
+                # the sender still waits for stability: our last acknowledgement may have been lost
+                self.acked_back[sender] = now
+                self.node.send_to(sender, self._ack_message())
             self.progress(now)
         else:
             self._maybe_future(fields[2], sender, fields, raw)
@@ -192,20 +206,31 @@ class GroupEngine:
 
     def on_prepare(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         view, ballot = fields[2], (fields[3][0], fields[3][1])
+        if self.evs:
+            if self.state == "member" and self.me in fields[4]:
+                self._promise(sender, view, ballot, now)
+            return
         if view == self.view_id and self.state == "member":
             if sender not in self.members:
                 return
-            self.max_round = max(self.max_round, ballot[0])
-            if self.promised is None or ballot >= self.promised:
-                self.promised = ballot
-                assert self.stream is not None
-                report = self.stream.report()
-                report["a"] = [list(self.accepted[0]), self.accepted[1]] if self.accepted else None
-                self.node.send_to(sender, pack([K.PROMISE, self.name, view, list(ballot), report]))
-            else:
-                self.node.send_to(sender, pack([K.REJECT, self.name, view, list(self.promised)]))
+            self._promise(sender, view, ballot, now)
         else:
             self._answer_stale(sender, view, now, force=True)
+
+    def _promise(self, sender: str, view: str, ballot: tuple[int, str], now: float) -> None:
+        self.max_round = max(self.max_round, ballot[0])
+        if self.promised is None or ballot >= self.promised:
+            self.promised = ballot
+            self.promised_at = now
+            assert self.stream is not None
+            report = self.stream.report()
+            report["a"] = [list(self.accepted[0]), self.accepted[1]] if self.accepted else None
+            report["v"] = self.view_id
+            report["mem"] = list(self.members)
+            report["p"] = self.primary
+            self.node.send_to(sender, pack([K.PROMISE, self.name, view, list(ballot), report]))
+        else:
+            self.node.send_to(sender, pack([K.REJECT, self.name, view, list(self.promised)]))
 
     def on_promise(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         p = self.proposal
@@ -223,8 +248,10 @@ class GroupEngine:
 
     def on_accept(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         view, ballot, value = fields[2], (fields[3][0], fields[3][1]), fields[4]
-        if view != self.view_id or self.state != "member":
-            self._answer_stale(sender, view, now, force=True)
+        mine = self.me in value["voters"] if self.evs else view == self.view_id
+        if not mine or self.state != "member":
+            if not self.evs:
+                self._answer_stale(sender, view, now, force=True)
             return
         if self.promised is None or ballot >= self.promised:
             self.promised = ballot
@@ -237,14 +264,18 @@ class GroupEngine:
         p = self.proposal
         if p is not None and p.phase == 2 and fields[2] == self.view_id and tuple(fields[3]) == p.ballot:
             p.accepts.add(sender)
-            if is_quorum(self.members, p.accepts) and p.value is not None:
+            done = p.accepts >= set(p.promises) if self.evs else is_quorum(self.members, p.accepts)
+            if done and p.value is not None:
                 self._commit(p.value, now)
 
     def on_commit(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         prev, value = fields[2], fields[3]
         if self.state == "joining" and self.me in value["joiners"]:
             self._install(value, now, joined=True)
-        elif self.state == "member" and prev == self.view_id:
+        elif self.evs and self.state == "member" and self.view_id in value.get("parts", {}):
+            if self.me in value["voters"]:
+                self._apply_evs_commit(value, now)
+        elif self.state == "member" and prev == self.view_id and not self.evs:
             self._apply_commit(value, now)
         elif self.state == "member" and value["id"] == self.view_id:
             pass
@@ -295,8 +326,12 @@ class GroupEngine:
 
     def on_heartbeat_view(self, sender: str, view: str, now: float) -> None:
         """A peer's heartbeat says which view of this group it is in."""
-        if view != self.view_id:
+        if view == self.view_id or self.view_id is None:
+            return
+        if not self.evs:
             self._answer_stale(sender, view, now, force=False)
+        elif sender not in self.members or view_epoch(view) >= view_epoch(self.view_id):
+            self.foreign[sender] = now  # another configuration within reach: merge with it
 
     # -- the data path ---------------------------------------------------------------------------
 
@@ -346,8 +381,14 @@ class GroupEngine:
             return
         self.ack_dirty = False
         self.ack_sent = now
+        self._broadcast(self._ack_message())
+
+    def _ack_message(self) -> bytes:
+        stream = self.stream
+        assert stream is not None
         stream.refresh_acked()
-        self._broadcast(pack([K.ACK, self.name, self.view_id, stream.acked, stream.known]))
+        waiting = not stream.all_stable()
+        return pack([K.ACK, self.name, self.view_id, stream.acked, stream.known, waiting])
 
     def _settle_flushes(self) -> None:
         stream = self.stream
@@ -480,6 +521,9 @@ class GroupEngine:
                 return
         if now < self.retry_at:
             return
+        if self.evs:
+            self._maybe_propose_evs(now)
+            return
         suspects = self._suspects()
         mine = self.members.index(self.me)
         if any(m not in suspects for m in self.members[:mine]):
@@ -489,24 +533,47 @@ class GroupEngine:
 
     # -- membership ------------------------------------------------------------------------------
 
+    def _evs_targets(self, now: float) -> list[str]:
+        """Who the next configuration should hold: the reachable members of ours and of every other
+        configuration of the group we hear from (merge discovery, PROTOCOLS.md §6)."""
+        expiry = 3 * self.cfg.probe_interval
+        for pid, seen in list(self.foreign.items()):
+            if now - seen > expiry or self.node.suspects(pid):
+                del self.foreign[pid]
+        reachable = {m for m in self.members if not self.node.suspects(m)} | set(self.foreign)
+        return sorted(reachable | {self.me})
+
+    def _maybe_propose_evs(self, now: float) -> None:
+        targets = self._evs_targets(now)
+        if targets[0] != self.me:
+            return  # the least process of the would-be configuration proposes
+        if self.promised is not None and self.promised[1] != self.me and now - self.promised_at < (
+                self.cfg.proposal_timeout):
+            return  # another proposal is under way
+        changed = set(targets) != set(self.members) or any(t in self.foreign for t in targets)
+        if changed or self.leaves or any(j not in self.members for j in self.joins) or self.promised:
+            self._propose(now, targets)
+
     def _suspects(self) -> set[str]:
         return {m for m in self.members if m != self.me and self.node.suspects(m)}
 
     def _coordinator(self) -> str:
+        if self.evs:
+            return self._evs_targets(self.node.now)[0]
         suspects = self._suspects()
         return next((m for m in self.members if m not in suspects), self.me)
 
-    def _propose(self, now: float) -> None:
+    def _propose(self, now: float, targets: list[str] | None = None) -> None:
         self.max_round += 1
-        self.proposal = Proposal((self.max_round, self.me), now)
+        self.proposal = Proposal((self.max_round, self.me), now, targets=targets or [])
         self.commit_unacked.clear()
         self._resend(self.proposal, now)
 
     def _resend(self, p: Proposal, now: float) -> None:
         p.last_sent = now
         if p.phase == 1:
-            data = pack([K.PREPARE, self.name, self.view_id, list(p.ballot)])
-            targets = [m for m in self.members if m not in p.promises]
+            data = pack([K.PREPARE, self.name, self.view_id, list(p.ballot), p.targets])
+            targets = [m for m in p.targets or self.members if m not in p.promises]
         else:
             data = pack([K.ACCEPT, self.name, self.view_id, list(p.ballot), p.value])
             targets = [m for m in p.promises if m not in p.accepts]
@@ -516,6 +583,16 @@ class GroupEngine:
     def _try_decide(self, now: float) -> None:
         p = self.proposal
         assert p is not None
+        if self.evs:
+            if any(m not in p.promises and not self.node.suspects(m) for m in p.targets):
+                return
+            joiners = {pid: addr for pid, (addr, _) in self.joins.items()}
+            addrs = {**{m: a for m in p.promises if (a := self.node.addr_of(m))}, **joiners,
+                     self.me: self.node.addr}
+            p.value = evs_value(p.ballot, self.me, p.promises, self.leaves, joiners, addrs)
+            p.phase = 2
+            self._resend(p, now)
+            return
         suspects = self._suspects()
         if any(m not in p.promises and m not in suspects for m in self.members):
             return
@@ -549,7 +626,10 @@ class GroupEngine:
             if addr:
                 self.node.send(addr, data)
         self.proposal = None
-        self._apply_commit(value, now)
+        if self.evs:
+            self._apply_evs_commit(value, now)
+        else:
+            self._apply_commit(value, now)
         self.commit_unacked = set(value["members"]) - {self.me}
         self.commit_retry_at = now + self.cfg.retry_interval
 
@@ -580,8 +660,38 @@ class GroupEngine:
         else:
             self._finish("left", now)
 
-    def _install(self, value: dict[str, Any], now: float, joined: bool) -> None:
-        prev = self.view_id
+    def _apply_evs_commit(self, value: dict[str, Any], now: float) -> None:
+        """1994 step 6, atomically: deliver what is still deliverable in the old regular
+        configuration, deliver the transitional configuration and the rest of the old messages in it,
+        then install the new regular configuration."""
+        stream = self.stream
+        assert stream is not None and self.view_id is not None
+        part = value["parts"][self.view_id]
+        self.committed[self.view_id] = value
+        while len(self.committed) > KEEP_COMMITTED:
+            self.committed.popitem(last=False)
+        transitional = f"{value['id']}~{self.view_id}"
+        for i, mid in enumerate(part["order"]):
+            if i == part["split"]:
+                self._emit(ev.ViewInstalled(self.name, transitional, tuple(part["t"]), self.view_id,
+                                            primary=False, kind="transitional"))
+            raw = part["msgs"][mid]
+            msg = Msg.decode(unpack(raw), raw)
+            s = stream.index[msg.sender]
+            if msg.seq > stream.delivered[s]:
+                stream.delivered[s] = msg.seq
+                view = self.view_id if i < part["split"] else transitional
+                self._emit(ev.Delivered(self.name, msg.mid, msg.sender, ORDERS[msg.order], view, msg.payload))
+        if part["split"] >= len(part["order"]):
+            self._emit(ev.ViewInstalled(self.name, transitional, tuple(part["t"]), self.view_id,
+                                        primary=False, kind="transitional"))
+        if self.me in value["members"]:
+            self._install(value, now, joined=False, prev=transitional)
+        else:
+            self._finish("left", now)
+
+    def _install(self, value: dict[str, Any], now: float, joined: bool, prev: str | None = None) -> None:
+        prev = prev or self.view_id
         members = tuple(value["members"])
         self.view_id = value["id"]
         self.members = members
@@ -592,13 +702,16 @@ class GroupEngine:
         self.accepted = None
         self.proposal = None
         self.retry_at = 0.0
+        self.primary = value.get("primary", True)
+        for pid in members:
+            self.foreign.pop(pid, None)
         self.leaves &= set(members)
         for pid in value["joiners"]:
             self.joins.pop(pid, None)
         self.gap_since.clear()
         self.num_gap_since = None
         self.node.on_view(self, now)
-        self._emit(ev.ViewInstalled(self.name, value["id"], members, prev))
+        self._emit(ev.ViewInstalled(self.name, value["id"], members, prev, primary=self.primary))
         if self.awaiting_state is not None and self.state_from not in members:
             self._finish("excluded", now, f"state sender {self.state_from} failed before the state arrived")
             return

@@ -33,6 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .flush import final_set, regular_prefix
+from .wire import view_epoch
+
 Ballot = tuple[int, str]
 
 
@@ -53,6 +56,7 @@ class Proposal:
     accepts: set[str] = field(default_factory=set)
     value: dict[str, Any] | None = None
     last_sent: float = 0.0
+    targets: list[str] = field(default_factory=list)  # evs: who must promise (all of them)
 
 
 def choose_value(promises: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -77,3 +81,50 @@ def new_members(
     names = {m.rpartition("#")[0] for m in old}
     joined = sorted(j for j in joiners if j not in view_members and j.rpartition("#")[0] not in names)
     return old + joined, joined
+
+
+def evs_value(
+    ballot: Ballot, proposer: str, promises: dict[str, dict[str, Any]], leavers: set[str],
+    joiners: dict[str, str], addrs: dict[str, str],
+) -> dict[str, Any]:
+    """The value of an EVS configuration change (PROTOCOLS.md §6, 1994 §3).
+
+    The promisers come from one or more previous regular configurations (a merge joins several).
+    For each previous configuration C, its promisers form the transitional configuration T_C, and
+    the part of the value for C is F_C — the messages of C that T_C delivers, in order — split into
+    what is still delivered in C (safe in C, order known) and what is delivered in T_C. A part that
+    an earlier attempt recorded binds its set and order (someone may have delivered them), not
+    its membership. The new configuration is primary iff some T_C is a quorum of a primary C and
+    no earlier attempt was bound (conservatively: that attempt may have made another successor
+    of C primary)."""
+    configs: dict[str, list[str]] = {}
+    for pid in sorted(promises):
+        configs.setdefault(promises[pid]["v"], []).append(pid)
+    members: list[str] = []
+    parts: dict[str, dict[str, Any]] = {}
+    primary = False
+    bound = False
+    for view in sorted(configs, key=lambda v: (view_epoch(v), v)):
+        transitional = configs[view]
+        old = promises[transitional[0]]["mem"]
+        reports = [promises[m] for m in old if m in promises and promises[m]["v"] == view]
+        members += [m for m in old if m in transitional and m not in leavers]
+        earlier = choose_value({m: promises[m] for m in transitional
+                                if promises[m].get("a") and view in promises[m]["a"][1].get("parts", {})})
+        if earlier is not None:
+            part = dict(earlier["parts"][view], t=sorted(transitional))
+            bound = True
+        else:
+            order, msgs = final_set(old, reports, transitional=set(transitional))
+            part = {"t": sorted(transitional), "order": order, "msgs": msgs,
+                    "split": regular_prefix(old, order, msgs, reports)}
+        parts[view] = part
+        primary = primary or (reports[0]["p"] and is_quorum(tuple(old), set(transitional)))
+    joined = sorted(j for j in joiners if j not in members) if members else []
+    members += joined
+    epoch = max(view_epoch(v) for v in configs) + 1
+    return {
+        "evs": True, "id": f"{epoch}.{ballot[0]}.{proposer}", "members": members,
+        "addrs": {m: addrs[m] for m in members}, "parts": parts, "primary": primary and not bound,
+        "state_from": members[0] if joined else None, "joiners": joined, "voters": sorted(promises),
+    }

@@ -42,6 +42,7 @@ class NodeCore:
         self.last_heard: dict[str, float] = {}
         self.newest_inc: dict[str, int] = {name: inc}
         self.last_sent: dict[str, float] = {}
+        self.last_probe = float("-inf")
         self.outbox: dict[str, list[bytes]] = {}
         self.outputs: list[ev.Output] = []
         self.loopback: list[bytes] = []
@@ -50,11 +51,14 @@ class NodeCore:
 
     # -- application calls -----------------------------------------------------------------------
 
-    def join(self, group: str, seeds: list[str], now: float, founder: bool = False) -> None:
+    def join(
+        self, group: str, seeds: list[str], now: float, founder: bool = False, model: str = "vs"
+    ) -> None:
+        """Join ``group`` in ``model`` "vs" (primary component) or "evs" (extended virtual synchrony)."""
         if group in self.groups:
             raise ValueError(f"already joining or a member of group {group!r}")
         self.now = now
-        engine = GroupEngine(self, group, list(seeds), founder, now)
+        engine = GroupEngine(self, group, list(seeds), founder, now, model)
         self.groups[group] = engine
         engine.tick(now)
         self._drain(now)
@@ -261,5 +265,15 @@ class NodeCore:
             addr = self.addrs.get(pid)
             if addr is not None and now - self.last_sent.get(addr, float("-inf")) >= interval:
                 self.send(addr, pack([K.HB, None, groups]))
+        if now - self.last_probe >= self.cfg.probe_interval:
+            # Merge discovery: processes we know of outside our views hear which views we are in.
+            self.last_probe = now
+            everything = {e.name: e.view_id for e in self.groups.values() if e.view_id is not None}
+            if everything:
+                probe = pack([K.HB, None, everything])
+                for pid, addr in sorted(self.addrs.items()):
+                    name, inc = name_inc(pid)
+                    if pid not in views and name != self.name and self.newest_inc.get(name) == inc:
+                        self.send(addr, probe)
 
 

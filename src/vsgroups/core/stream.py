@@ -253,7 +253,9 @@ class ViewStream:
         return self.seq - self.stable[self.me]
 
     def all_stable(self) -> bool:
-        return all(st >= rc for st, rc in zip(self.stable, self.recv, strict=True))
+        self.refresh_stable()
+        return self.stable_num >= self.known and all(
+            st >= rc for st, rc in zip(self.stable, self.recv, strict=True))
 
     def retransmit(self, s: int, first: int, last: int) -> list[bytes]:
         stream = self.held[s] if 0 <= s < self.n else {}
@@ -272,9 +274,12 @@ class ViewStream:
 
     def report(self) -> dict[str, Any]:
         """What this member tells a proposer of the view change (PROTOCOLS.md §5 step 2)."""
+        self.refresh_stable()
         return {
             "d": list(self.delivered),
             "r": list(self.recv),
+            "s": list(self.stable),
+            "sn": self.stable_num,
             "m": [m.raw for stream in self.held for m in stream.values() if m.raw],
             "n": dict(self.num_of),
         }
