@@ -430,18 +430,22 @@ class Node:
         elif isinstance(out, ev.DirectReceived):
             group._on_direct(out)
         elif isinstance(out, ev.Left):
-            group.active = False
-            self.groups.pop(out.group, None)
-            group._fail_all(NotAMember(f"left group {out.group!r}"))
-            if group._left is not None and not group._left.done():
-                group._left.set_result(None)
-            for queue in group._queues:
-                queue.put_nowait(group.view) if group.view else None
+            self._on_left(group)
         elif isinstance(out, ev.Excluded) and core is self._core:
             self._restart(out.reason)
         if isinstance(out, ev.Flushed | ev.Delivered | ev.Sent | ev.ViewInstalled):
             if out.group in core.groups and not group._backlogged():
                 group._room.set()
+
+    def _on_left(self, group: Group) -> None:
+        group.active = False
+        self.groups.pop(group.name, None)
+        group._fail_all(NotAMember(f"left group {group.name!r}"))
+        if group._left is not None and not group._left.done():
+            group._left.set_result(None)
+        if group.view is not None:
+            for queue in group._queues:
+                queue.put_nowait(group.view)  # wakes iterators, which then end
 
     def _restart(self, reason: str) -> None:
         """This incarnation was excluded: abandon it (its trace ends like a crash) and rejoin as a new one."""
@@ -450,7 +454,10 @@ class Node:
         self._trace.close(clean=False)
         old = self._core
         self._incarnate(max(old.inc + 1, int(time.time() * 1000)))
-        for name, group in self.groups.items():
+        for name, group in list(self.groups.items()):
+            if group._left is not None:  # it was leaving this group anyway: the leave is complete
+                self._on_left(group)
+                continue
             group._fail_all(GroupBlocked(f"this process was excluded from {name!r} and rejoins: {reason}"))
             group._joined.clear()
             # the group exists: never found it again; ask the members we knew as well as the seeds

@@ -644,8 +644,10 @@ class GroupEngine:
             self._finish("excluded", now, f"view {value['id']} succeeded {self.view_id} without us")
             return
         if self.me not in value["voters"]:
-            # a leaver whose report F did not use: delivering F could skip what it lacks
-            self._finish("left", now)
+            # A leaver the group went on without (it was suspected): F did not use its report, so
+            # delivering F could skip what it lacks, and its last messages may be lost, as in a
+            # crash. Fail-stop: this incarnation ends.
+            self._finish("excluded", now, f"view {value['id']} succeeded {self.view_id} without our vote")
             return
         msgs = value["msgs"]
         for mid in value["order"]:
