@@ -55,6 +55,8 @@ class ViewChange:
     view: str
     members: tuple[str, ...]
     previous: str | None
+    kind: str = "regular"  # or "transitional" (EVS)
+    primary: bool = True
 
 
 class Replica:
@@ -115,9 +117,10 @@ class _Query:
 class Group:
     """A handle on one joined group. Obtain it from ``Node.join``."""
 
-    def __init__(self, node: Node, name: str, replica: Replica | None) -> None:
+    def __init__(self, node: Node, name: str, replica: Replica | None, model: str = "vs") -> None:
         self.node = node
         self.name = name
+        self.model = model
         self.replica = replica or Replica()
         self.view: ViewChange | None = None
         self._joined = asyncio.Event()
@@ -247,7 +250,7 @@ class Group:
             query.update(self.members)
 
     def _on_view(self, out: ev.ViewInstalled) -> None:
-        self.view = ViewChange(self.name, out.view, out.members, out.prev)
+        self.view = ViewChange(self.name, out.view, out.members, out.prev, out.kind, out.primary)
         self.replica.view_changed(self.view)
         self._publish(self.view)
         for query in self._queries.values():
@@ -324,11 +327,22 @@ class Node:
         self._core = NodeCore(self.name, inc, self.address, self.config, seed=inc)
         self._trace = TraceWriter(self.trace_dir, self.name, inc, time.time)
 
-    async def join(self, group: str, replica: Replica | None = None, timeout: float | None = None) -> Group:
-        """Join ``group`` and return once this process is a member (with the state, if any)."""
+    async def join(
+        self, group: str, replica: Replica | None = None, timeout: float | None = None, model: str = "vs"
+    ) -> Group:
+        """Join ``group`` and return once this process is a member (with the state, if any).
+
+        ``model="vs"`` (the default): only a primary component (a quorum of the last primary view)
+        makes progress; a cut-off process blocks, then rejoins as a new incarnation with fresh state.
+        ``model="evs"``: extended virtual synchrony; every component keeps running, each change
+        delivers a transitional configuration (``ViewChange.kind``) before the new regular one, and
+        components that can talk again merge (no state transfer on a merge: the application
+        reconciles, as with Spread or Totem)."""
         if group in self.groups:
             raise ValueError(f"this node already joined group {group!r}")
-        handle = Group(self, group, replica)
+        if model not in ("vs", "evs"):
+            raise ValueError(f"unknown group model {model!r}: use 'vs' (primary component) or 'evs'")
+        handle = Group(self, group, replica, model)
         self.groups[group] = handle
         first_seed = self.seeds[:1] in ([], [self.address])
         self._join_core(group, self.found if self.found is not None else first_seed)
@@ -341,7 +355,8 @@ class Node:
 
     def _join_core(self, group: str, founder: bool, also: Iterable[str] = ()) -> None:
         seeds = list(dict.fromkeys([*self.seeds, *also])) or [self.address]
-        self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder))
+        model = self.groups[group].model
+        self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder, model=model))
 
     async def close(self) -> None:
         """Stop this process (its trace records a clean ``stop``); it does not leave its groups."""

@@ -79,7 +79,8 @@ class KvStore(Replica):
         return {"digest": self.digest(), "n": len(self.data)}
 
     def view_changed(self, view: ViewChange) -> None:
-        emit("view", g=self.group, view=view.view, members=list(view.members), prev=view.previous)
+        emit("view", g=self.group, view=view.view, members=list(view.members), prev=view.previous,
+             kind=view.kind, primary=view.primary)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(sorted(self.data.items())).encode()).hexdigest()
@@ -154,7 +155,7 @@ class Member:
     # -- joining and restarting --------------------------------------------------------------------
 
     async def _join(self, m: _Membership) -> None:
-        m.handle = await self.node.join(m.name, m.store)
+        m.handle = await self.node.join(m.name, m.store, model=self.args.model)
         self._joined(m)
 
     async def _rejoined(self, m: _Membership) -> None:
@@ -324,6 +325,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--key-file", required=True, help="file holding the cluster key (frames are HMACed)")
     parser.add_argument("--trace", metavar="DIR", help="write this process's trace to DIR")
     parser.add_argument("--found", action="store_true", help="found the groups if no member answers")
+    parser.add_argument("--model", choices=("vs", "evs"), default="vs",
+                        help="vs: primary component (default); evs: extended virtual synchrony")
     parser.add_argument("--rate", type=float, default=0.0, help="casts per second per group (0: none)")
     parser.add_argument("--size", type=int, default=100, help="padding bytes per cast")
     parser.add_argument("--orders", type=_orders, default=list(ORDERS), help="orderings to cycle through")
