@@ -438,6 +438,22 @@ def _regular_pred(e: Epoch, mine: dict[str, Epoch]) -> str | None:
 _N = TypeVar("_N", int, str)
 
 
+def _reachability(edges: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
+    """For each node, the nodes reachable from it."""
+    succ: dict[str, set[str]] = defaultdict(set)
+    for a, b in edges:
+        succ[a].add(b)
+    reach: dict[str, set[str]] = defaultdict(set)
+    for start in list(succ):
+        stack = list(succ[start])
+        while stack:
+            node = stack.pop()
+            if node not in reach[start]:
+                reach[start].add(node)
+                stack.extend(succ.get(node, ()))
+    return reach
+
+
 def _find_cycle(edges: Iterable[tuple[_N, _N]]) -> list[_N] | None:
     """A cycle [a, b, ..., z] (a→b→...→z→a) of the directed graph, or None if it is acyclic."""
     succ: dict[_N, list[_N]] = defaultdict(list)
@@ -569,12 +585,19 @@ class _Checker:
                 pred = _regular_pred(e, mine)
                 if pred in primaries:
                     direct[pred].setdefault(e.view, e)
+        edges = {**order, **{(a, b): e for a, successors in direct.items() for b, e in successors.items()}}
+        reach = _reachability(edges)
         for a, successors in direct.items():
-            if len(successors) > 1:
+            # Several successors are legal when they are themselves ordered: in EVS a process may be
+            # away from the primary component for a while and come back to a later primary view.
+            rivals = [b for b in successors
+                      if any(c != b and b not in reach[c] and c not in reach[b] for c in successors)]
+            if rivals:
+                successors = {b: successors[b] for b in rivals}
                 self.found.add("primary-order", (g, a, "split"),
                                f"split brain: primary views {_names(successors)} of group {g} all directly "
                                f"succeed primary view {a}", *(e.inc.at(e.line) for e in successors.values()))
-            for b, e in successors.items():
+            for b, e in direct[a].items():
                 if not set(primaries[a].members) & set(primaries[b].members):
                     self.found.add("primary-order", (g, a, b, "overlap"),
                                    f"consecutive primary views {a} and {b} of group {g} share no member",
@@ -586,7 +609,6 @@ class _Checker:
                            f"split brain: primary views {_names(roots)} of group {g} each begin a lineage "
                            f"(none succeeds a primary view)",
                            *(primaries[v].inc.at(primaries[v].line) for v in roots))
-        edges = {**order, **{(a, b): e for a, successors in direct.items() for b, e in successors.items()}}
         cycle = _find_cycle(edges)
         if cycle is not None:
             steps = list(zip(cycle, cycle[1:] + cycle[:1], strict=True))

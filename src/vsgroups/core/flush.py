@@ -50,6 +50,9 @@ def final_set(
             msg = Msg.decode(fields, raw)
             held.setdefault((members.index(msg.sender), msg.seq), msg)
         numbers.update(report["n"])
+    if transitional is not None:  # evs: only numbers every member of the old view knew count
+        known = max(r["sn"] for r in reports)
+        numbers = {mid: num for mid, num in numbers.items() if num <= known}
     lo = [min(r["d"][s] for r in reports) for s in range(n)]
     hi = [max(r["r"][s] for r in reports) for s in range(n)]
     for s in range(n):
@@ -138,6 +141,7 @@ def regular_prefix(
         numbers.update(report["n"])
     stable = [max(col) for col in zip(*(r["s"] for r in reports), strict=True)]
     stable_num = max(r["sn"] for r in reports)
+    numbers = {mid: num for mid, num in numbers.items() if num <= stable_num}
     for i, mid in enumerate(order):
         msg = Msg.decode(unpack(msgs[mid]), msgs[mid])
         if msg.order < TOTAL:

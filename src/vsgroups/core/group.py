@@ -698,7 +698,7 @@ class GroupEngine:
         self.view_id = value["id"]
         self.members = members
         self.addrs = dict(value["addrs"])
-        self.stream = ViewStream(self.name, value["id"], members, self.me)
+        self.stream = ViewStream(self.name, value["id"], members, self.me, self.evs)
         self.state = "member"
         self.promised = None
         self.accepted = None

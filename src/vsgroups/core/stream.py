@@ -8,7 +8,9 @@ Theory of operation (PROTOCOLS.md §2–4; 1987b §3, 1991 §3).
   ``vt[sender] == seq``. Member p delivers m from s when ``vt[s] == delivered[s] + 1`` and
   ``vt[j] <= delivered[j]`` for every other j (CBCAST). Fifo messages follow the same rule, which is
   stronger than fifo and keeps every outgoing vector honest.
-* Total and safe messages are causal messages that also need a global number. The sequencer (the
+* Total and safe messages are causal messages that also need a global number (in EVS mode, a
+  number every member acknowledged knowing: a partition may leave the sequencer on one side).
+  The sequencer (the
   oldest member of V) numbers a total message when it becomes causally deliverable there, so the
   numbering is a causal order; numbers travel as order notices, which are metadata applied on
   receipt, never causal messages (a notice that waited for the message it orders would deadlock).
@@ -37,11 +39,12 @@ class ViewStream:
     __slots__ = (
         "group", "view", "members", "index", "me", "n", "sequencer", "held", "recv", "delivered", "seq",
         "num_of", "mid_of_num", "known", "numbered", "acks", "ack_known", "stable", "stable_num",
-        "collected", "collected_num", "seen", "ordered", "dirty", "own_bytes", "acked",
+        "collected", "collected_num", "seen", "ordered", "dirty", "own_bytes", "acked", "evs",
     )
 
-    def __init__(self, group: str, view: str, members: tuple[str, ...], me: str) -> None:
+    def __init__(self, group: str, view: str, members: tuple[str, ...], me: str, evs: bool = False) -> None:
         self.group = group
+        self.evs = evs
         self.view = view
         self.members = members
         self.index = {pid: i for i, pid in enumerate(members)}
@@ -196,9 +199,11 @@ class ViewStream:
         num = self.num_of.get(msg.mid)
         if num is None or num != self.numbered + 1:
             return False
-        if msg.order == SAFE:
+        if msg.order == SAFE or self.evs:
+            # evs: a number counts once every member knows it, so that every component that may
+            # survive a partition orders the message the same way
             self.refresh_stable()
-            if self.stable_num < num or self.stable[s] < k:
+            if self.stable_num < num or (msg.order == SAFE and self.stable[s] < k):
                 return False
         self.numbered = num
         return True
