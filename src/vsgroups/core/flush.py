@@ -50,9 +50,6 @@ def final_set(
             msg = Msg.decode(fields, raw)
             held.setdefault((members.index(msg.sender), msg.seq), msg)
         numbers.update(report["n"])
-    if transitional is not None:  # evs: only numbers every member of the old view knew count
-        known = max(r["sn"] for r in reports)
-        numbers = {mid: num for mid, num in numbers.items() if num <= known}
     lo = [min(r["d"][s] for r in reports) for s in range(n)]
     hi = [max(r["r"][s] for r in reports) for s in range(n)]
     for s in range(n):
@@ -63,11 +60,19 @@ def final_set(
                 hi[s] = k - 1
                 break
     if transitional is not None:
+        # evs: keep the total order of every component consistent. Numbers come from the sequencer
+        # (members[0]); a component without it orders by every number it knows, and one with it
+        # drops what only it may know the number of, unless the sender is with it. A message
+        # nobody here numbered is kept only if its sender is here (1994 step 6a).
+        with_sequencer = members[0] in transitional
+        known = max(r["sn"] for r in reports)
         for s in range(n):
             if members[s] not in transitional:
                 for k in range(lo[s] + 1, hi[s] + 1):
                     msg = held[(s, k)]
-                    if msg.order >= TOTAL and msg.mid not in numbers:
+                    num = numbers.get(msg.mid)
+                    unordered = num is None or (with_sequencer and num > known)
+                    if msg.order >= TOTAL and unordered:
                         hi[s] = k - 1
                         break
     changed = True
