@@ -152,7 +152,7 @@ class GroupEngine:
 
     def on_ack(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         if self.stream is not None and fields[2] == self.view_id:
-            self.stream.on_ack(sender, fields[3], fields[4])
+            self.stream.on_ack(sender, fields[3], fields[4], fields[6])
             waiting = fields[5] and now - self.acked_back.get(sender, float("-inf")) >= self.cfg.ack_refresh
             if waiting and self.promised is None:
                 # the sender still waits for stability: our last acknowledgement may have been lost
@@ -188,7 +188,7 @@ class GroupEngine:
         if pid in self.members:  # it missed the commit that added it
             value = next((v for v in self.committed.values() if pid in v["joiners"]), None)
             if value is not None and sender == pid:
-                self.node.send(addr, pack([K.COMMIT, self.name, value["from"], value]))
+                self.node.send(addr, pack([K.COMMIT, self.name, value.get("from"), value]))
             return
         self.node.learn_addr(pid, addr)
         self.joins[pid] = (addr, now)
@@ -273,7 +273,7 @@ class GroupEngine:
         if self.state == "joining" and self.me in value["joiners"]:
             self._install(value, now, joined=True)
         elif self.evs and self.state == "member" and self.view_id in value.get("parts", {}):
-            if self.me in value["voters"]:
+            if self.me in value["parts"][self.view_id]["t"]:  # we voted from this configuration
                 self._apply_evs_commit(value, now)
         elif self.state == "member" and prev == self.view_id and not self.evs:
             self._apply_commit(value, now)
@@ -388,7 +388,7 @@ class GroupEngine:
         assert stream is not None
         stream.refresh_acked()
         waiting = not stream.all_stable()
-        return pack([K.ACK, self.name, self.view_id, stream.acked, stream.known, waiting])
+        return pack([K.ACK, self.name, self.view_id, stream.acked, stream.known, waiting, stream.stable_num])
 
     def _settle_flushes(self) -> None:
         stream = self.stream
@@ -502,7 +502,7 @@ class GroupEngine:
             self.commit_retry_at = now + self.cfg.retry_interval
             value = self.committed_value_for(self.view_id or "")
             if value is not None:
-                data = pack([K.COMMIT, self.name, value["from"], value])
+                data = pack([K.COMMIT, self.name, value.get("from"), value])
                 for pid in sorted(self.commit_unacked):
                     if not self.node.suspects(pid):
                         self.node.send_to(pid, data)

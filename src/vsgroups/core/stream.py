@@ -9,7 +9,8 @@ Theory of operation (PROTOCOLS.md §2–4; 1987b §3, 1991 §3).
   ``vt[j] <= delivered[j]`` for every other j (CBCAST). Fifo messages follow the same rule, which is
   stronger than fifo and keeps every outgoing vector honest.
 * Total and safe messages are causal messages that also need a global number (in EVS mode, a
-  number every member acknowledged knowing: a partition may leave the sequencer on one side).
+  number every member knows that every member knows: a partition may leave the sequencer on one
+  side, and each side must be able to tell which numbers the other side may have used).
   The sequencer (the
   oldest member of V) numbers a total message when it becomes causally deliverable there, so the
   numbering is a causal order; numbers travel as order notices, which are metadata applied on
@@ -40,6 +41,7 @@ class ViewStream:
         "group", "view", "members", "index", "me", "n", "sequencer", "held", "recv", "delivered", "seq",
         "num_of", "mid_of_num", "known", "numbered", "acks", "ack_known", "stable", "stable_num",
         "collected", "collected_num", "seen", "ordered", "dirty", "own_bytes", "acked", "evs",
+        "ack_stable", "stable2_num",
     )
 
     def __init__(self, group: str, view: str, members: tuple[str, ...], me: str, evs: bool = False) -> None:
@@ -65,6 +67,8 @@ class ViewStream:
         self.ack_known = [0] * n
         self.stable = [0] * n
         self.stable_num = 0
+        self.ack_stable = [0] * n  # each member's stable_num, as it last acknowledged
+        self.stable2_num = 0  # numbers every member knows that every member knows
         self.collected = [0] * n  # per sender, everything up to here is dropped
         self.collected_num = 0
         self.seen = [0] * n  # highest sequence known to exist, per sender (for gap repair)
@@ -126,10 +130,12 @@ class ViewStream:
             num += 1
         return first, mids
 
-    def on_ack(self, member: str, recv: list[int], known: int) -> None:
+    def on_ack(self, member: str, recv: list[int], known: int, stable_num: int = 0) -> None:
         j = self.index.get(member)
         if j is None or j == self.me or len(recv) != self.n:
             return
+        if stable_num > self.ack_stable[j]:
+            self.ack_stable[j] = stable_num
         row = self.acks[j]
         self.dirty = True
         for s, k in enumerate(recv):
@@ -162,6 +168,8 @@ class ViewStream:
         self.ack_known[self.me] = self.known
         stable = [min(col) for col in zip(*self.acks, strict=True)]
         stable_num = min(self.ack_known)
+        self.ack_stable[self.me] = stable_num
+        self.stable2_num = min(self.ack_stable)
         if stable != self.stable or stable_num != self.stable_num:
             self.stable = stable
             self.stable_num = stable_num
@@ -203,7 +211,9 @@ class ViewStream:
             # evs: a number counts once every member knows it, so that every component that may
             # survive a partition orders the message the same way
             self.refresh_stable()
-            if self.stable_num < num or (msg.order == SAFE and self.stable[s] < k):
+            if (self.stable2_num if self.evs else self.stable_num) < num:
+                return False
+            if msg.order == SAFE and self.stable[s] < k:
                 return False
         self.numbered = num
         return True
@@ -259,7 +269,7 @@ class ViewStream:
 
     def all_stable(self) -> bool:
         self.refresh_stable()
-        return self.stable_num >= self.known and all(
+        return (self.stable2_num if self.evs else self.stable_num) >= self.known and all(
             st >= rc for st, rc in zip(self.stable, self.recv, strict=True))
 
     def retransmit(self, s: int, first: int, last: int) -> list[bytes]:

@@ -21,7 +21,7 @@ FIFO, CAUSAL, TOTAL, SAFE = range(4)
 class K(IntEnum):
     HB = 0  # [HB, None, {group: view id}]
     DATA = 1  # [DATA, g, view, seq, order, vt, mid, payload]
-    ACK = 2  # [ACK, g, view, acked vector, known numbers, still waiting for stability]
+    ACK = 2  # [ACK, g, view, acked vector, known numbers, waiting for stability, stable numbers]
     NUM = 3  # [NUM, g, view, first number, [mid, ...]]
     NAK = 4  # [NAK, g, view, sender index, from seq, to seq]
     NUMNAK = 5  # [NUMNAK, g, view, from number]
