@@ -627,7 +627,8 @@ class GroupEngine:
                 self.node.send(addr, data)
         self.proposal = None
         if self.evs:
-            self._apply_evs_commit(value, now)
+            if self.me in value["parts"].get(self.view_id, {}).get("t", ()):
+                self._apply_evs_commit(value, now)
         else:
             self._apply_commit(value, now)
         self.commit_unacked = set(value["members"]) - {self.me}

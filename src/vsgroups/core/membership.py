@@ -108,16 +108,19 @@ def evs_value(
         transitional = configs[view]
         old = promises[transitional[0]]["mem"]
         reports = [promises[m] for m in old if m in promises and promises[m]["v"] == view]
-        members += [m for m in old if m in transitional and m not in leavers]
         earlier = choose_value({m: promises[m] for m in transitional
                                 if promises[m].get("a") and view in promises[m]["a"][1].get("parts", {})})
         if earlier is not None:
+            # Its F was computed from its own voters' reports: a member of C that was not among them
+            # may lack what precedes F, so it stays out of this configuration (it merges later).
+            transitional = [m for m in transitional if m in earlier["parts"][view]["t"]]
             part = dict(earlier["parts"][view], t=sorted(transitional))
             bound = True
         else:
             order, msgs = final_set(old, reports, transitional=set(transitional))
             part = {"t": sorted(transitional), "order": order, "msgs": msgs,
                     "split": regular_prefix(old, order, msgs, reports)}
+        members += [m for m in old if m in transitional and m not in leavers]
         parts[view] = part
         primary = primary or (reports[0]["p"] and is_quorum(tuple(old), set(transitional)))
     joined = sorted(j for j in joiners if j not in members) if members else []
