@@ -6,6 +6,10 @@ that member's event list. Waiting is always on events, never on the clock: ``Mem
 ``Cluster.wait_view`` return as soon as the condition holds and fail fast with a description of
 every member when a member they depend on exits; their timeouts are only a last guard.
 
+Members run on this machine's loopback by default; a ``Host`` places one elsewhere: an address to
+listen on and a command prefix that starts the process there (``ip netns exec NS`` for a network
+namespace of ``vsgroups.netns``, so that partition tests can cut real links between members).
+
 Every process is signalled by its PID (SIGKILL, SIGSTOP, SIGCONT, or ``quit`` on stdin for a clean
 stop), and leaving the ``async with Cluster(...)`` block kills whatever is still running, even
 when the block fails. A member also exits by itself when its stdin closes, so a controller that
@@ -23,6 +27,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +51,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@dataclass(frozen=True)
+class Host:
+    """Where a member process runs: the ``host:port`` it listens on, and the command prefix that starts
+    it there (``ip netns exec NS`` execs the member in a network namespace, so its PID is the member's)."""
+
+    address: str
+    prefix: tuple[str, ...] = ()
+
+
+def loopback() -> Host:
+    """A fresh address on this machine's loopback."""
+    return Host(f"127.0.0.1:{free_port()}")
 
 
 def oldest_first(members: Iterable[Member], group: str) -> list[Member]:
@@ -119,6 +138,12 @@ class Member:
             return event
 
         return await self.cluster.until(found, timeout, f"{self.name}: {ev} {fields or ''}")
+
+    async def wait_rejoined(self, group: str, since: int = 0, timeout: float = GUARD) -> Event:
+        """Wait until this member, excluded after position ``since``, has restarted as a new incarnation
+        and joined ``group`` again; returns the new incarnation's ``joined`` event (with the state's size)."""
+        restart = await self.wait_for("restart", since, timeout)
+        return await self.wait_for("joined", since, timeout, g=group, pid=restart["pid"])
 
     # -- acting ------------------------------------------------------------------------------------
 
@@ -206,30 +231,32 @@ class Cluster:
 
     # -- starting ----------------------------------------------------------------------------------
 
-    async def start(self, n: int) -> list[Member]:
-        """Start ``n`` members that know each other's addresses; the first founds the groups.
-        Returns once every one of them reports the same view of every group, holding them all."""
+    async def start(self, n: int, hosts: Sequence[Host] | None = None) -> list[Member]:
+        """Start ``n`` members that know each other's addresses, on ``hosts`` (default: loopback); the
+        first founds the groups. Returns once every one of them reports the same view of every group,
+        holding them all."""
         names = [f"m{len(self.members) + i + 1}" for i in range(n)]
-        addrs = [f"127.0.0.1:{free_port()}" for _ in names]
-        started = [await self._spawn(name, addr, addrs, found=i == 0)
-                   for i, (name, addr) in enumerate(zip(names, addrs, strict=True))]
+        places = list(hosts) if hosts is not None else [loopback() for _ in names]
+        seeds = [host.address for host in places]
+        started = [await self._spawn(name, host, seeds, found=i == 0)
+                   for i, (name, host) in enumerate(zip(names, places, strict=True))]
         await asyncio.gather(*(m.wait_for("ready") for m in started))
         for group in self.groups:
             await self.wait_view(group, started)
         return started
 
-    async def add(self, name: str | None = None) -> Member:
-        """Start one more member that joins through the live members. Returns once it is listening;
-        wait for its ``joined`` event to know it holds the state."""
-        addr = f"127.0.0.1:{free_port()}"
-        seeds = [m.addr for m in self.live] + [addr]
-        member = await self._spawn(name or f"m{len(self.members) + 1}", addr, seeds, found=False)
+    async def add(self, name: str | None = None, host: Host | None = None) -> Member:
+        """Start one more member (on ``host``, default: loopback) that joins through the live members.
+        Returns once it is listening; wait for its ``joined`` event to know it holds the state."""
+        host = host or loopback()
+        seeds = [m.addr for m in self.live] + [host.address]
+        member = await self._spawn(name or f"m{len(self.members) + 1}", host, seeds, found=False)
         await member.wait_for("ready")
         return member
 
-    async def _spawn(self, name: str, addr: str, seeds: list[str], found: bool) -> Member:
+    async def _spawn(self, name: str, host: Host, seeds: list[str], found: bool) -> Member:
         argv = [
-            sys.executable, "-m", "vsgroups", "node", "--name", name, "--listen", addr,
+            *host.prefix, sys.executable, "-m", "vsgroups", "node", "--name", name, "--listen", host.address,
             "--seeds", ",".join(seeds), "--groups", ",".join(self.groups), "--key-file", str(self.key_file),
             "--trace", str(self.trace_dir), "--rate", str(self.rate), "--size", str(self.size),
             "--orders", ",".join(self.orders),
@@ -241,7 +268,7 @@ class Cluster:
         with open(self.workdir / "logs" / f"{name}.log", "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log)
-        member = Member(self, name, addr, proc)
+        member = Member(self, name, host.address, proc)
         self.members.append(member)
         return member
 

@@ -84,10 +84,18 @@ def _format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+#: Data unacknowledged for this long aborts a connection (Linux TCP_USER_TIMEOUT), so that after
+#: a silent partition heals, frames flow on a fresh connection instead of waiting for the kernel's
+#: retransmission backoff (minutes). The core retransmits whatever the dead connection held.
+USER_TIMEOUT_MS = 3000
+
+
 def _set_nodelay(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
 
 
 class TcpTransport:
