@@ -307,6 +307,7 @@ class GroupEngine:
             held, self.held_events = self.held_events, []
             for event in held:
                 self.node.emit(event)
+            self.progress(now)
 
     def on_statereq(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         out = self.state_out.get(fields[2])
@@ -343,7 +344,8 @@ class GroupEngine:
         if self.promised is None:
             stream.refresh_stable()
             self._deliver_ready(stream)
-            while self.pending and self._window_open(stream):
+            # a joiner sends only once it holds the state its casts are based on
+            while self.pending and self.awaiting_state is None and self._window_open(stream):
                 mid, order, payload = self.pending.popleft()
                 msg = stream.stamp(mid, order, payload)
                 self._emit(ev.Sent(self.name, mid, ORDERS[order], stream.view))
