@@ -64,6 +64,7 @@ class GroupEngine:
         self.retry_at = 0.0
         self.joins: dict[str, tuple[str, float]] = {}
         self.leaves: set[str] = set()
+        self.absent: set[str] = set()  # members that told us they are not in the group
         self.leaving = False
         self.committed: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.commit_unacked: set[str] = set()
@@ -203,6 +204,8 @@ class GroupEngine:
     def on_leave(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         if fields[2] in self.members:
             self.leaves.add(fields[2])
+            if len(fields) > 3 and fields[3] and fields[2] == sender:
+                self.absent.add(sender)  # not in the group at all: it will not vote
 
     def on_prepare(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         view, ballot = fields[2], (fields[3][0], fields[3][1])
@@ -557,7 +560,7 @@ class GroupEngine:
             self._propose(now, targets)
 
     def _suspects(self) -> set[str]:
-        return {m for m in self.members if m != self.me and self.node.suspects(m)}
+        return {m for m in self.members if m != self.me and (m in self.absent or self.node.suspects(m))}
 
     def _coordinator(self) -> str:
         if self.evs:
@@ -711,6 +714,7 @@ class GroupEngine:
         for pid in members:
             self.foreign.pop(pid, None)
         self.leaves &= set(members)
+        self.absent &= set(members)
         for pid in value["joiners"]:
             self.joins.pop(pid, None)
         self.gap_since.clear()

@@ -242,6 +242,10 @@ class NodeCore:
             engine = self.groups.get(fields[1])
             if engine is not None:
                 engine.on_message(sender, fields, raw, now)
+            elif kind in (K.PREPARE, K.ACCEPT, K.COMMIT):
+                # A view change counts on us in a group we are not in (a stale join request
+                # admitted us after we left): say so, or the group would wait for us forever.
+                self.send_to(sender, pack([K.LEAVE, fields[1], self.pid, True]))
         except Exception as exc:
             log.warning("dropped a malformed message from %s: %r", sender, exc)
 

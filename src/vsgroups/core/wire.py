@@ -27,7 +27,7 @@ class K(IntEnum):
     NUMNAK = 5  # [NUMNAK, g, view, from number]
     JOIN = 6  # [JOIN, g, pid, addr]
     JOINACK = 7  # [JOINACK, g]
-    LEAVE = 8  # [LEAVE, g, pid]
+    LEAVE = 8  # [LEAVE, g, pid, not a member at all]
     PREPARE = 9  # [PREPARE, g, view, ballot]
     PROMISE = 10  # [PROMISE, g, view, ballot, report]
     REJECT = 11  # [REJECT, g, view, promised ballot]
