@@ -599,6 +599,9 @@ class GroupEngine:
             self._resend(p, now)
             return
         suspects = self._suspects()
+        if any(m not in suspects for m in self.members[:self.members.index(self.me)]):
+            self.proposal = None  # an elder is alive after all: it coordinates (PROTOCOLS.md §5.1)
+            return
         if any(m not in p.promises and m not in suspects for m in self.members):
             return
         if not is_quorum(self.members, p.promises):
