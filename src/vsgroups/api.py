@@ -299,6 +299,7 @@ class Node:
         self._trace: TraceWriter | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
+        self._scheduled = False
 
     @property
     def address(self) -> str:
@@ -382,12 +383,22 @@ class Node:
 
     def _core_call(self, fn: Callable[[NodeCore, float], Any]) -> Any:
         result = fn(self._core, self._now())
-        self._process()
+        self._schedule()
         return result
 
     def _on_frame(self, data: bytes) -> None:
         if not self._closed:
             self._core.receive(data, self._now())
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._deferred)
+
+    def _deferred(self) -> None:
+        self._scheduled = False
+        if not self._closed:
             self._process()
 
     async def _tick_loop(self) -> None:

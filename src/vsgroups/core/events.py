@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Transmit:
     """Send ``data`` (one encoded frame) to the node listening at ``addr``."""
 
@@ -20,7 +20,7 @@ class Transmit:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ViewInstalled:
     group: str
     view: str
@@ -30,7 +30,7 @@ class ViewInstalled:
     kind: str = "regular"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sent:
     """A cast was stamped and sent in ``view`` (flow control and view changes may delay it)."""
 
@@ -40,7 +40,7 @@ class Sent:
     view: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivered:
     group: str
     msg: str
@@ -50,7 +50,7 @@ class Delivered:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DirectReceived:
     """A point-to-point message (group RPC replies travel this way)."""
 
@@ -59,7 +59,7 @@ class DirectReceived:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NeedState:
     """This member must snapshot the group state now and hand it to ``NodeCore.provide_state``."""
 
@@ -67,7 +67,7 @@ class NeedState:
     view: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StateReady:
     """A joiner received the whole state; deliveries of the new view follow this event."""
 
@@ -76,18 +76,18 @@ class StateReady:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Flushed:
     group: str
     token: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Left:
     group: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Excluded:
     """The group went on without this incarnation: the node must restart as a new incarnation."""
 

@@ -56,6 +56,7 @@ class GroupEngine:
         self.addrs: dict[str, str] = {}
         self.stream: ViewStream | None = None
         self.pending: deque[tuple[str, int, bytes]] = deque()
+        self.pending_bytes = 0
         # membership
         self.promised: tuple[int, str] | None = None
         self.accepted: tuple[tuple[int, str], dict[str, Any]] | None = None
@@ -95,6 +96,7 @@ class GroupEngine:
         if self.state != "member" or self.leaving:
             raise_not_member(self.name, self.state, self.leaving)
         self.pending.append((mid, ORDERS.index(order), payload))
+        self.pending_bytes += len(payload)
         self.progress(now)
 
     def leave(self, now: float) -> None:
@@ -344,12 +346,16 @@ class GroupEngine:
         stream = self.stream
         if stream is None or self.state != "member":
             return
+        if self.node.batching:
+            self.node.deferred[self] = None  # once per frame, not once per message
+            return
         if self.promised is None:
             stream.refresh_stable()
             self._deliver_ready(stream)
             # a joiner sends only once it holds the state its casts are based on
             while self.pending and self.awaiting_state is None and self._window_open(stream):
                 mid, order, payload = self.pending.popleft()
+                self.pending_bytes -= len(payload)
                 msg = stream.stamp(mid, order, payload)
                 self._emit(ev.Sent(self.name, mid, ORDERS[order], stream.view))
                 self._broadcast(msg.encode(self.name))
@@ -769,6 +775,7 @@ class GroupEngine:
         self.state = state
         self.stream = None
         self.pending.clear()
+        self.pending_bytes = 0
         if state == "left":
             self.node.emit(ev.Left(self.name))
         else:

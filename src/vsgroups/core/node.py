@@ -47,6 +47,8 @@ class NodeCore:
         self.outputs: list[ev.Output] = []
         self.loopback: list[bytes] = []
         self.dead = False
+        self.batching = False
+        self.deferred: dict[GroupEngine, None] = {}  # ordered: runs stay a function of the seed
         self.now = 0.0
 
     # -- application calls -----------------------------------------------------------------------
@@ -95,7 +97,7 @@ class NodeCore:
         return len(self._group(group).pending)
 
     def backlog_bytes(self, group: str) -> int:
-        return sum(len(payload) for _, _, payload in self._group(group).pending)
+        return self._group(group).pending_bytes
 
     def flush(self, group: str, now: float) -> int:
         """Ask for a ``Flushed`` event once everything cast so far here is stable; returns its token."""
@@ -135,8 +137,16 @@ class NodeCore:
             return
         if not self._heard_from(name, inc, sender, addr, now):
             return
-        for raw in msgs:
-            self._dispatch(sender, raw, now)
+        self.batching = True
+        try:
+            for raw in msgs:
+                self._dispatch(sender, raw, now)
+        finally:
+            self.batching = False
+        while self.deferred:
+            engine = next(iter(self.deferred))
+            del self.deferred[engine]
+            engine.progress(now)
         self._drain(now)
 
     def tick(self, now: float) -> None:
