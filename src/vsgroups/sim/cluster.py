@@ -1,10 +1,21 @@
-"""A virtual network of simulated processes on a virtual clock.
+"""Simulated processes on a virtual clock: the driver that replaces the asyncio runtime.
 
-Links are FIFO like TCP connections, with a seeded latency. Faults: crash (the process stops
-without a trace ``stop``), partitions (frames across a cut are dropped, as a broken TCP connection
-would drop them), and pauses. A process that learns it was excluded restarts as a new incarnation
-and rejoins its groups, as the runtime does. Each process keeps a toy replicated state per group
-(a digest chained over every delivered message) so that state transfer can be checked.
+A ``Simulation`` is a discrete-event loop (a heap of timed actions) over ``NodeCore`` objects — the
+very protocol objects the TCP runtime drives — and a ``Network`` (``network.py``) that carries their
+frames. Everything random comes from the seed, and nothing reads the real clock, so a run is a pure
+function of its seed and inputs: the same seed writes byte-identical traces.
+
+Process faults, all fail-stop: a *crash* ends an incarnation (its trace has no ``stop``; frames in
+flight to it are lost with its connections); a *restart* starts the process again as the next
+incarnation, which rejoins the groups the process belongs to; a *pause* freezes a process (no
+timers, no frame handling, no casts; frames wait in its socket buffer) as a long GC or a swapped-out
+process would, and may get it falsely suspected. A process that learns it was excluded from a
+group abandons its incarnation and rejoins all its groups as a new one, as ``api.Node`` does.
+Joins and voluntary leaves change the set of groups a process belongs to.
+
+Each process keeps a toy replicated state per group — a digest chained over the totally ordered
+messages it delivered, handed to joiners by state transfer — so that the members of a group can be
+compared at the end.
 """
 
 from __future__ import annotations
@@ -20,22 +31,28 @@ from typing import Any
 from ..core import Config, NodeCore
 from ..core import events as ev
 from ..trace import TraceWriter
+from .network import Network
 
 
-@dataclass
+@dataclass(eq=False)
 class SimProcess:
     name: str
     addr: str
-    groups: list[str]
-    founder: bool
+    groups: list[str]  # the groups this process belongs to (joined, or joining)
+    founds: frozenset[str]  # groups its first incarnation may found
     core: NodeCore
     trace: TraceWriter
     up: bool = True
+    boots: int = 0  # crashes so far: frames sent to an earlier boot are lost with its connections
     paused_until: float = 0.0
     digests: dict[str, str] = field(default_factory=dict)
     views: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     delivered: int = 0
     incarnations: int = 1
+
+    @property
+    def pid(self) -> str:
+        return self.core.pid
 
 
 class Simulation:
@@ -44,50 +61,56 @@ class Simulation:
         latency: tuple[float, float] = (0.0002, 0.002), tick: float = 0.005,
     ) -> None:
         self.seed = seed
-        self.rng = random.Random(seed)
         self.cfg = config or Config()
         self.trace_dir = trace_dir
-        self.latency = latency
         self.tick_interval = tick
+        self.rng = random.Random(f"{seed}/sim")
+        self.net = Network(random.Random(f"{seed}/net"), latency)
         self.now = 0.0
-        self.queue: list[tuple[float, int, Callable[[], None]]] = []
+        self.queue: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self.counter = 0
         self.procs: dict[str, SimProcess] = {}
         self.by_addr: dict[str, SimProcess] = {}
-        self.link_free: dict[tuple[str, str], float] = {}
-        self.components: list[set[str]] | None = None
+        self.frames = 0
         self.listeners: list[Callable[[SimProcess, ev.Output], None]] = []
 
     # -- scheduling ------------------------------------------------------------------------------
 
-    def at(self, when: float, action: Callable[[], None]) -> None:
+    def at(self, when: float, action: Callable[..., None], *args: Any) -> None:
         self.counter += 1
-        heapq.heappush(self.queue, (when, self.counter, action))
+        heapq.heappush(self.queue, (when, self.counter, action, args))
 
     def run_until(self, until: float) -> None:
-        while self.queue and self.queue[0][0] <= until:
-            when, _, action = heapq.heappop(self.queue)
+        queue, pop = self.queue, heapq.heappop
+        while queue and queue[0][0] <= until:
+            when, _, action, args = pop(queue)
             self.now = when
-            action()
+            action(*args)
         self.now = max(self.now, until)
 
     def run_for(self, duration: float) -> None:
         self.run_until(self.now + duration)
 
-    def run_until_true(self, predicate: Callable[[], bool], limit: float) -> bool:
-        """Advance until ``predicate()`` holds (checked every tick) or ``limit`` virtual seconds pass."""
+    def run_until_true(self, predicate: Callable[[], bool], limit: float, every: float | None = None) -> bool:
+        """Advance until ``predicate()`` holds (checked every ``every``, a tick by default) or ``limit``
+        virtual seconds pass."""
+        step = every or self.tick_interval
         deadline = self.now + limit
         while self.now < deadline:
             if predicate():
                 return True
-            self.run_for(self.tick_interval)
+            self.run_until(min(self.now + step, deadline))
         return predicate()
 
     # -- processes -------------------------------------------------------------------------------
 
-    def add(self, name: str, groups: Iterable[str], founder: bool = False) -> SimProcess:
+    def add(self, name: str, groups: Iterable[str], founder: bool | Iterable[str] = False) -> SimProcess:
+        """Start a brand-new process that joins ``groups``; ``founder`` (True: all of them) names the
+        groups it may found if it hears from no member."""
         addr = f"sim:{len(self.procs) + 1}"
-        proc = SimProcess(name, addr, list(groups), founder, *self._incarnate(name, addr, 0))
+        groups = list(groups)
+        founds = frozenset(groups if founder is True else () if founder is False else founder)
+        proc = SimProcess(name, addr, groups, founds, *self._incarnate(name, addr, 0))
         self.procs[name] = proc
         self.by_addr[addr] = proc
         self._start(proc)
@@ -97,48 +120,70 @@ class Simulation:
         core = NodeCore(name, inc, addr, self.cfg, seed=self.seed)
         return core, TraceWriter(self.trace_dir, name, inc, lambda: self.now)
 
+    def _seeds(self) -> list[str]:
+        return [p.addr for p in self.procs.values()]
+
     def _start(self, proc: SimProcess) -> None:
-        seeds = [p.addr for p in self.procs.values()]
-        founder = proc.founder and proc.incarnations == 1  # its disk remembers that the group exists
+        first = proc.incarnations == 1  # a restarted process remembers that its groups exist
         for group in proc.groups:
             proc.digests[group] = ""
-            proc.core.join(group, seeds, self.now, founder=founder)
+            proc.core.join(group, self._seeds(), self.now, founder=first and group in proc.founds)
         self._handle(proc)
-        self._schedule_tick(proc, proc.core)
+        self.at(self.now + self.rng.uniform(0, self.tick_interval), self._tick, proc, proc.core)
 
-    def _schedule_tick(self, proc: SimProcess, core: NodeCore) -> None:
-        def tick() -> None:
-            if proc.core is not core or not proc.up:
-                return
-            if self.now >= proc.paused_until:
-                core.tick(self.now)
-                self._handle(proc)
-            self.at(self.now + self.tick_interval, tick)
+    def _tick(self, proc: SimProcess, core: NodeCore) -> None:
+        if proc.core is not core or not proc.up:
+            return
+        if self.now >= proc.paused_until:
+            core.tick(self.now)
+            self._handle(proc)
+        self.at(max(self.now + self.tick_interval, proc.paused_until), self._tick, proc, core)
 
-        self.at(self.now + self.rng.uniform(0, self.tick_interval), tick)
+    def _next_incarnation(self, proc: SimProcess) -> None:
+        proc.core, proc.trace = self._incarnate(proc.name, proc.addr, proc.core.inc + 1)
+        proc.incarnations += 1
+        proc.views.clear()
+        self._start(proc)
 
     def crash(self, name: str) -> None:
         proc = self.procs[name]
         proc.up = False
+        proc.boots += 1
+        proc.paused_until = 0.0
         proc.trace.close(clean=False)
 
     def restart(self, name: str) -> None:
         """Start a crashed process again as a new incarnation."""
         proc = self.procs[name]
-        proc.incarnations += 1
-        proc.core, proc.trace = self._incarnate(name, proc.addr, proc.core.inc + 1)
+        if proc.up:
+            raise ValueError(f"{name} is running: crash it first")
         proc.up = True
-        proc.views.clear()
-        self._start(proc)
+        self._next_incarnation(proc)
 
     def pause(self, name: str, duration: float) -> None:
-        self.procs[name].paused_until = self.now + duration
+        proc = self.procs[name]
+        proc.paused_until = max(proc.paused_until, self.now + duration)
+
+    def paused(self, name: str) -> bool:
+        return self.now < self.procs[name].paused_until
 
     def partition(self, *components: Iterable[str]) -> None:
-        self.components = [set(c) for c in components]
+        self.net.partition(components)
 
     def heal(self) -> None:
-        self.components = None
+        """End the partition and every network degradation."""
+        self.net.reconnect()
+        self.net.calm()
+
+    def degrade(self, kind: str, links: Iterable[tuple[str, str]], value: float, duration: float) -> None:
+        """Degrade ``links`` (pairs of process names) for ``duration``: see ``network.DEGRADATIONS``."""
+        self.net.degrade(kind, links, value, self.now + duration)
+
+    def abandon(self) -> None:
+        """Close every trace as if the processes crashed (the run cannot go on)."""
+        for proc in self.procs.values():
+            proc.trace.close(clean=False)
+            proc.up = False
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -149,42 +194,84 @@ class Simulation:
     # -- application -----------------------------------------------------------------------------
 
     def cast(self, name: str, group: str, payload: bytes, order: str) -> str | None:
+        """Cast if ``name`` is up, unpaused and a member of ``group``; the message id, or None."""
         proc = self.procs[name]
-        if not proc.up or group not in proc.core.groups or proc.core.groups[group].state != "member":
+        engine = proc.core.groups.get(group)
+        if not proc.up or self.now < proc.paused_until or engine is None or engine.state != "member" \
+                or engine.leaving:
             return None
         mid = proc.core.cast(group, payload, order, self.now)
         self._handle(proc)
         return mid
 
+    def join(self, name: str, group: str) -> None:
+        """A running process joins one more group."""
+        proc = self.procs[name]
+        if group in proc.groups:
+            raise ValueError(f"{name} already belongs to group {group!r}")
+        proc.groups.append(group)
+        proc.digests[group] = ""
+        proc.core.join(group, self._seeds(), self.now)
+        self._handle(proc)
+
     def leave(self, name: str, group: str) -> None:
         proc = self.procs[name]
-        proc.core.leave(group, self.now)
-        self._handle(proc)
+        proc.groups.remove(group)
+        if group in proc.core.groups:
+            proc.core.leave(group, self.now)
+            self._handle(proc)
+
+    # -- observation -----------------------------------------------------------------------------
+
+    def live(self) -> list[SimProcess]:
+        return [p for p in self.procs.values() if p.up]
+
+    def groups(self) -> list[str]:
+        return sorted({g for p in self.procs.values() for g in p.groups})
+
+    def converged(self) -> bool:
+        """Every group has one view, installed by exactly the live processes that belong to it."""
+        live = self.live()
+        for group in self.groups():
+            members = sorted(p.pid for p in live if group in p.groups)
+            views = {p.views.get(group) for p in live if group in p.groups}
+            if len(views) != 1:
+                return False
+            view = views.pop()
+            if view is None or sorted(view[1]) != members:
+                return False
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        return {name: {"up": p.up, "views": p.views, "digests": p.digests} for name, p in self.procs.items()}
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _connected(self, a: str, b: str) -> bool:
-        if self.components is None:
-            return True
-        return any(a in c and b in c for c in self.components)
-
     def _handle(self, proc: SimProcess) -> None:
         core = proc.core
+        excluded = False
         outputs = core.take_outputs()
         while outputs:
             for out in outputs:
-                self._output(proc, core, out)
-            if proc.core is not core:
-                return
+                excluded = self._output(proc, core, out) or excluded
             outputs = core.take_outputs()
+        if excluded and proc.core is core and proc.up:
+            proc.trace.close(clean=False)  # this incarnation is over: its trace ends like a crash
+            self._next_incarnation(proc)
 
-    def _output(self, proc: SimProcess, core: NodeCore, out: ev.Output) -> None:
-        proc.trace.record(out)
+    def _output(self, proc: SimProcess, core: NodeCore, out: ev.Output) -> bool:
+        """Act on one output; True if it ends the incarnation."""
         for listener in self.listeners:
             listener(proc, out)
-        if isinstance(out, ev.Transmit):
-            self._transmit(proc, out)
-        elif isinstance(out, ev.Delivered):
+        if isinstance(out, ev.Transmit):  # the commonest output, and no part of the history
+            dst = self.by_addr.get(out.addr)
+            if dst is not None:
+                self.frames += 1
+                for when in self.net.arrivals(proc.name, dst.name, self.now):
+                    self.at(when, self._arrive, proc.name, dst, dst.boots, out.data)
+            return False
+        proc.trace.record(out)
+        if isinstance(out, ev.Delivered):
             proc.delivered += 1
             if out.order in ("total", "safe"):  # the replicated state: only totally ordered updates
                 proc.digests[out.group] = hashlib.sha256(
@@ -195,31 +282,16 @@ class Simulation:
             core.provide_state(out.group, out.view, proc.digests[out.group].encode(), self.now)
         elif isinstance(out, ev.StateReady):
             proc.digests[out.group] = out.data.decode()
-        elif isinstance(out, ev.Excluded) and proc.core is core:
-            proc.trace.close(clean=False)
-            proc.core, proc.trace = self._incarnate(proc.name, proc.addr, core.inc + 1)
-            proc.incarnations += 1
-            proc.views.clear()
-            self._start(proc)
+        elif isinstance(out, ev.Left):
+            proc.views.pop(out.group, None)
+            proc.digests.pop(out.group, None)
+        return isinstance(out, ev.Excluded)
 
-    def _transmit(self, proc: SimProcess, out: ev.Transmit) -> None:
-        dst = self.by_addr.get(out.addr)
-        if dst is None or not self._connected(proc.name, dst.name):
+    def _arrive(self, src: str, dst: SimProcess, boots: int, data: bytes) -> None:
+        if not dst.up or dst.boots != boots or not self.net.connected(src, dst.name):
             return
-        link = (proc.addr, out.addr)
-        arrival = max(self.now + self.rng.uniform(*self.latency), self.link_free.get(link, 0.0))
-        self.link_free[link] = arrival
-        src_name = proc.name
-
-        def arrive() -> None:
-            if dst.up and self._connected(src_name, dst.name):
-                if self.now < dst.paused_until:
-                    self.at(dst.paused_until, arrive)
-                    return
-                dst.core.receive(out.data, self.now)
-                self._handle(dst)
-
-        self.at(arrival, arrive)
-
-    def summary(self) -> dict[str, Any]:
-        return {name: {"up": p.up, "views": p.views, "digests": p.digests} for name, p in self.procs.items()}
+        if self.now < dst.paused_until:
+            self.at(dst.paused_until, self._arrive, src, dst, boots, data)
+            return
+        dst.core.receive(data, self.now)
+        self._handle(dst)

@@ -1,0 +1,205 @@
+"""``vsgroups sim``: run one simulated scenario, or sweep a range of seeds, and print the verdict.
+
+A failing seed is a bug report: the command printed next to it replays the very same run (every
+run is a pure function of its options), ``--trace DIR`` keeps its traces for ``vsgroups check``, and
+``--timeline`` prints what happened in it. Sweeps spread seeds over worker processes; the result of
+a seed does not depend on which worker ran it, or on how many there are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .scenario import FAULTS, Outcome, Spec, run
+from .timeline import timeline
+
+
+@dataclass(frozen=True)
+class _Job:
+    spec: Spec
+    trace_root: Path | None  # a sweep keeps the traces of failing seeds under trace_root/SEED
+    timeline: bool
+
+
+@dataclass
+class _Result:
+    outcome: Outcome
+    timeline: list[str]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vsgroups sim", description="Deterministic simulation of vsgroups under random faults.")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--seed", type=int, help="run the scenario of this seed")
+    which.add_argument("--seeds", type=_seed_range, metavar="A..B", help="sweep seeds A to B inclusive")
+    parser.add_argument("--nodes", type=int, help="processes at the start (default: 5-7, from the seed)")
+    parser.add_argument("--faults", type=_faults, default=FAULTS,
+                        help=f"comma-separated fault kinds, or 'none' (default: {','.join(FAULTS)})")
+    parser.add_argument("--duration", type=float, help="virtual seconds of workload and faults")
+    parser.add_argument("--trace", type=Path, metavar="DIR",
+                        help="write traces to DIR, replacing its *.jsonl (a sweep: failing seeds in DIR/N)")
+    parser.add_argument("--timeline", action="store_true", help="print the timeline (of a sweep's failures)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes of a sweep")
+    args = parser.parse_args(argv)
+    _quiet()
+    try:
+        spec = Spec(args.seed if args.seed is not None else 0, args.nodes, args.faults)
+        if args.duration is not None:
+            spec = replace(spec, duration=args.duration)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.seed is not None:
+        return _single(_Job(spec, args.trace, args.timeline))
+    first, last = args.seeds
+    return _sweep([_Job(replace(spec, seed=s), args.trace, args.timeline) for s in range(first, last + 1)],
+                  max(1, args.jobs))
+
+
+def _quiet() -> None:
+    """Exclusions and dropped frames are the simulation's daily bread: the verdict says what matters."""
+    logging.getLogger("vsgroups").setLevel(logging.ERROR)
+
+
+def _seed_range(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition("..")
+    try:
+        a, b = int(first), int(last)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected A..B, got {text!r}") from None
+    if not sep or b < a:
+        raise argparse.ArgumentTypeError(f"expected A..B with A <= B, got {text!r}")
+    return a, b
+
+
+def _faults(text: str) -> tuple[str, ...]:
+    kinds = () if text in ("", "none") else tuple(k.strip() for k in text.split(","))
+    unknown = [k for k in kinds if k not in FAULTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown fault kind {', '.join(unknown)}: use {','.join(FAULTS)}")
+    return tuple(k for k in FAULTS if k in kinds)  # one canonical order: one replay command per run
+
+
+def _execute(job: _Job) -> _Result:
+    """Run one seed of a sweep, keeping traces (and building the timeline) only if it fails."""
+    with tempfile.TemporaryDirectory(prefix="vsgroups-sim-") as tmp:
+        outcome = run(job.spec, tmp)
+        lines = timeline(tmp, outcome.log) if job.timeline and not outcome.ok else []
+        if job.trace_root is not None and not outcome.ok:
+            shutil.copytree(tmp, job.trace_root / str(job.spec.seed), dirs_exist_ok=True)
+    return _Result(outcome, lines)
+
+
+def _single(job: _Job) -> int:
+    with tempfile.TemporaryDirectory(prefix="vsgroups-sim-") as tmp:
+        trace_dir = job.trace_root or Path(tmp)
+        for old in trace_dir.glob("*.jsonl"):  # the traces of an earlier run would join this one's
+            old.unlink()
+        outcome = run(job.spec, trace_dir)
+        lines = timeline(trace_dir, outcome.log) if job.timeline else []
+    if lines:
+        print("\n".join(lines))
+    print(_verdict(outcome))
+    for problem in outcome.problems():
+        print(f"  {problem}")
+    if not outcome.ok:
+        print(f"replay: {job.spec.command()} --trace DIR --timeline")
+    return 0 if outcome.ok else 1
+
+
+def _verdict(o: Outcome) -> str:
+    joined = o.processes - o.nodes
+    rate = o.deliveries / o.cpu_time if o.cpu_time else 0.0
+    converged = f"converged {o.converge_time:.2f}s after the final heal" if o.converge_time is not None \
+        else "did not converge"
+    return (f"seed {o.spec.seed}: {'OK' if o.ok else 'FAILED'} - {o.nodes} nodes"
+            f"{f' (+{joined} joined)' if joined else ''}, {o.incarnations} incarnations, {o.faults} faults, "
+            f"{o.casts} casts, {o.deliveries} deliveries, {o.frames} frames; {converged}; "
+            f"{o.end_time:.1f}s virtual in {o.cpu_time:.2f}s of CPU ({rate:,.0f} deliveries/s), "
+            f"checked in {o.check_time:.2f}s")
+
+
+def _results(jobs: list[_Job], workers: int) -> Iterator[_Result]:
+    if workers == 1 or len(jobs) == 1:
+        yield from map(_execute, jobs)
+        return
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_quiet) as pool:
+        yield from pool.imap_unordered(_execute, jobs)
+
+
+def _sweep(jobs: list[_Job], workers: int) -> int:
+    started = time.perf_counter()
+    progress = _Progress(len(jobs))
+    failed: list[_Result] = []
+    deliveries = frames = 0
+    busy = checking = 0.0
+    slowest: tuple[float, int] | None = None  # virtual time to converge after the final heal, seed
+    for result in _results(jobs, workers):
+        o = result.outcome
+        if o.converge_time is not None:
+            slowest = max(slowest or (o.converge_time, o.spec.seed), (o.converge_time, o.spec.seed))
+        deliveries += o.deliveries
+        frames += o.frames
+        busy += o.cpu_time
+        checking += o.check_time
+        if not o.ok:
+            failed.append(result)
+        progress.update(len(failed))
+    progress.close()
+    elapsed = time.perf_counter() - started
+    per_seed = (busy + checking) / len(jobs)
+    busy = busy or 1e-9  # every seed raised at once
+    print(f"{len(jobs)} seeds: {len(jobs) - len(failed)} passed, {len(failed)} failed in {elapsed:.1f}s "
+          f"with {workers} worker{'s' if workers > 1 else ''}; {per_seed:.2f}s of CPU per seed "
+          f"({checking / len(jobs):.2f}s checking); simulation speed {deliveries / busy:,.0f} "
+          f"deliveries/s, {frames / busy:,.0f} frames/s of CPU")
+    if slowest is not None:
+        print(f"slowest convergence after the final heal: {slowest[0]:.2f}s virtual (seed {slowest[1]})")
+    for result in sorted(failed, key=lambda r: r.outcome.spec.seed):
+        o = result.outcome
+        print(f"seed {o.spec.seed} FAILED: {o.problems()[0].splitlines()[0]}")
+        print(f"  replay: {o.spec.command()} --trace DIR --timeline")
+        for line in result.timeline:
+            print(f"  {line}")
+    return 1 if failed else 0
+
+
+class _Progress:
+    """A plain-text progress bar on stderr: redrawn in place on a terminal, a line per 10% otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def update(self, failing: int) -> None:
+        self.done += 1
+        tenth = 10 * self.done // self.total
+        if not self.tty and tenth == self.shown:
+            return
+        self.shown = tenth
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / self.done * (self.total - self.done)
+        filled = self.WIDTH * self.done // self.total
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        line = (f"[{bar}] {self.done}/{self.total} seeds, {failing} failing, "
+                f"{elapsed:.0f}s elapsed, {eta:.0f}s to go")
+        print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)

@@ -1,0 +1,96 @@
+"""The simulated network and process faults do what the fault model says, and nothing else."""
+
+from __future__ import annotations
+
+import random
+
+from vsgroups.sim import Simulation
+from vsgroups.sim.network import Network
+
+LINK = ("a", "b")
+
+
+def arrivals(net: Network, frames: int, every: float = 0.001) -> list[tuple[float, ...]]:
+    return [net.arrivals(*LINK, i * every) for i in range(frames)]
+
+
+def test_a_calm_link_is_fifo_with_its_own_latency() -> None:
+    net = Network(random.Random(1), latency=(0.001, 0.002))
+    times = [t for (t,) in arrivals(net, 500)]
+    assert times == sorted(times)
+    assert all(t - i * 0.001 >= net.links[LINK].base for i, t in enumerate(times))
+    assert net.links[LINK].base != net.link("b", "a").base  # each link draws its own distribution
+
+
+def test_loss_comes_in_bursts_and_ends_with_the_episode() -> None:
+    net = Network(random.Random(2))
+    net.degrade("loss", [LINK], 0.05, until=1.0)
+    during = arrivals(net, 1000)
+    lost = [i for i, times in enumerate(during) if not times]
+    assert 0 < len(lost) < 300
+    assert any(b == a + 1 for a, b in zip(lost, lost[1:], strict=False))  # bursts
+    net.links[LINK].burst = 0
+    assert all(net.arrivals(*LINK, 1.0 + i * 0.001) for i in range(1000))
+
+
+def test_duplication_and_reordering() -> None:
+    net = Network(random.Random(3))
+    net.degrade("dup", [LINK], 0.2, until=1.0)
+    assert any(len(times) == 2 for times in arrivals(net, 200))
+    net.degrade("reorder", [LINK], 0.3, until=2.0)
+    first = [times[0] for times in (net.arrivals(*LINK, 1.0 + i * 0.0001) for i in range(200))]
+    assert first != sorted(first)
+
+
+def test_a_spike_delays_a_link() -> None:
+    net = Network(random.Random(4))
+    net.degrade("spike", [LINK], 0.3, until=0.5)
+    (t,) = net.arrivals(*LINK, 0.1)
+    assert t >= 0.4
+
+
+def test_partitions_cut_between_components_only() -> None:
+    net = Network(random.Random(5))
+    net.partition([["a", "b"], ["c"], ["d", "e"]])
+    assert net.arrivals("a", "b", 0.0)
+    assert not net.arrivals("a", "c", 0.0) and not net.arrivals("e", "b", 0.0)
+    net.reconnect()
+    assert net.arrivals("a", "c", 0.0)
+
+
+def test_processes_in_several_groups_leave_and_join() -> None:
+    sim = Simulation(seed=6)
+    sim.add("p1", ["x", "y"], founder=True)
+    sim.add("p2", ["x", "y"])
+    sim.add("p3", ["y"])
+    assert sim.run_until_true(sim.converged, 10)
+    sim.leave("p2", "y")
+    sim.join("p3", "x")
+    assert sim.run_until_true(sim.converged, 10)
+    assert sorted(sim.procs["p1"].views["x"][1]) == ["p1#0", "p2#0", "p3#0"]
+    assert sorted(sim.procs["p1"].views["y"][1]) == ["p1#0", "p3#0"]
+
+
+def test_a_paused_process_is_excluded_and_rejoins_as_a_new_incarnation() -> None:
+    sim = Simulation(seed=7)
+    for i, name in enumerate(["p1", "p2", "p3"]):
+        sim.add(name, ["x"], founder=i == 0)
+    assert sim.run_until_true(sim.converged, 10)
+    sim.pause("p3", 3 * sim.cfg.suspect_timeout)
+    sim.run_for(3 * sim.cfg.suspect_timeout)
+    assert sim.run_until_true(sim.converged, 10)
+    assert sim.procs["p3"].pid == "p3#1"
+
+
+def test_a_crashed_incarnation_handles_nothing_more() -> None:
+    sim = Simulation(seed=8)
+    for i, name in enumerate(["p1", "p2", "p3"]):
+        sim.add(name, ["x"], founder=i == 0)
+    assert sim.run_until_true(sim.converged, 10)
+    received: list[str] = []
+    sim.listeners.append(lambda proc, out: received.append(proc.pid))
+    sim.cast("p1", "x", b"m", "fifo")
+    sim.crash("p2")
+    sim.restart("p2")
+    sim.run_for(0.01)
+    assert "p2#0" not in received

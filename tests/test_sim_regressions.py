@@ -1,0 +1,37 @@
+"""Seeds that found a bug in the protocol core, replayed on every run so the bug stays fixed.
+
+Each entry is a seed of the default scenario (``vsgroups sim --seed N`` replays it) and what it
+found. A seed whose bug is not fixed yet is marked ``xfail``; the fix removes the mark. A core
+change may alter what a seed's scenario does, so an entry guards its bug only as long as the run
+still exercises it: keep the seed's timeline (``--timeline``) in mind when a fix lands.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from vsgroups.sim.scenario import Spec, run
+
+FOUND = {
+    14: "a leaver cut off from the primary component logged 'leave' without delivering the final set "
+        "of its view (self-delivery, safe)",
+    16: "right after a heal, the youngest member, which still suspects the others, decides a view with "
+        "the promises of its elders instead of deferring to them, and excludes a healthy member; that "
+        "member restarts, which ends its membership of another group, which loses its quorum (liveness)",
+    163: "acknowledgements lost at quiescence were never repeated, so a member never learned that a safe "
+         "message was stable and never delivered it (safe, liveness)",
+    245: "a cast made while the state transfer is pending is sent at once but traced only after the "
+         "state arrives, so it is never traced if the incarnation ends first (integrity)",
+    1374: "a join request that arrives late (relayed by a member that was paused) re-admits a process "
+          "that has left the group since; it never installs the view and the group stalls (liveness)",
+}
+PENDING: set[int] = set()  # core fix not landed yet
+
+
+@pytest.mark.parametrize("seed", [
+    pytest.param(seed, marks=pytest.mark.xfail(reason=f"core bug: {what}")) if seed in PENDING else seed
+    for seed, what in sorted(FOUND.items())
+])
+def test_a_seed_that_found_a_core_bug_passes(seed: int) -> None:
+    outcome = run(Spec(seed))
+    assert outcome.ok, "\n".join(outcome.problems())
