@@ -18,7 +18,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,29 @@ class _Query:
             self.done.set_result(None)
 
 
+class EventStream:
+    """An async iterator over a group's events; it records from its creation until closed or the
+    group is left."""
+
+    def __init__(self, group: Group) -> None:
+        self._group = group
+        self._queue: asyncio.Queue[Delivery | ViewChange] = asyncio.Queue()
+        group._queues.append(self._queue)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Delivery | ViewChange:
+        if not self._group.active and self._queue.empty():
+            self.close()
+            raise StopAsyncIteration
+        return await self._queue.get()
+
+    def close(self) -> None:
+        if self._queue in self._group._queues:
+            self._group._queues.remove(self._queue)
+
+
 class Group:
     """A handle on one joined group. Obtain it from ``Node.join``."""
 
@@ -202,16 +225,10 @@ class Group:
         self.node._core_call(lambda core, now: core.leave(self.name, now))
         await self._left
 
-    async def events(self) -> AsyncIterator[Delivery | ViewChange]:
+    def events(self) -> EventStream:
         """Deliveries and view changes of this group, in the order this process experienced them,
-        from the moment of the call."""
-        queue: asyncio.Queue[Delivery | ViewChange] = asyncio.Queue()
-        self._queues.append(queue)
-        try:
-            while self.active or not queue.empty():
-                yield await queue.get()
-        finally:
-            self._queues.remove(queue)
+        from the moment of the call (not of the first iteration): ``async for e in group.events()``."""
+        return EventStream(self)
 
     def _check(self) -> None:
         if not self.active:

@@ -772,6 +772,9 @@ class GroupEngine:
                 self.node.send_to(joiner, pack([K.STATE, self.name, view, i, len(chunks), chunks[i]]))
 
     def _finish(self, state: str, now: float, reason: str = "") -> None:
+        if state == "left" and self.awaiting_state is not None:
+            # it delivered nothing of its views yet (they wait for the state): like a crash
+            state, reason = "excluded", "left before the state transfer completed"
         self.state = state
         self.stream = None
         self.pending.clear()
