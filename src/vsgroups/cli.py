@@ -13,6 +13,7 @@ COMMANDS = {
     "node": ("member", "run one member process (status on stdout, commands on stdin)"),
     "demo": ("demo", "run a local cluster through crashes and a join, then check its traces"),
     "check": ("check", "check a run's traces: vsgroups check DIR [--live]"),
+    "sim": ("sim.cli", "run simulated fault scenarios: vsgroups sim --seed N | --seeds A..B"),
     "bench": ("bench", "measure throughput, latency and resources of member processes on loopback"),
 }
 

@@ -296,5 +296,7 @@ class ViewStream:
             "s": list(self.stable),
             "sn": self.stable_num,
             "m": [m.raw for stream in self.held for m in stream.values() if m.raw],
-            "n": dict(self.num_of),
+            # only the known prefix: a number beyond a gap may order after a causal predecessor
+            # whose number is missing, and F's order must stay acyclic
+            "n": {mid: num for mid, num in self.num_of.items() if num <= self.known},
         }

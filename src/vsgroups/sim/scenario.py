@@ -339,17 +339,18 @@ class _Run:
     def views(self, group: str) -> list[tuple[str, ...]]:
         """Member lists of the views ``group`` may be in now: the newest installed at a live process,
         and successors already accepted (decided perhaps, installed nowhere yet)."""
-        found: list[tuple[int, tuple[str, ...]]] = []
+        installed: list[tuple[int, tuple[str, ...]]] = []
+        accepted: list[tuple[int, tuple[str, ...]]] = []  # may never be decided: the view stays too
         for proc in self.sim.live():
             engine = proc.core.groups.get(group)
             if engine is None or engine.view_id is None:
                 continue
-            found.append((view_epoch(engine.view_id), engine.members))
+            installed.append((view_epoch(engine.view_id), engine.members))
             if engine.accepted is not None:
                 value = engine.accepted[1]
-                found.append((view_epoch(value["id"]), tuple(value["members"])))
-        newest = max((epoch for epoch, _ in found), default=0)
-        return [members for epoch, members in found if epoch >= newest]
+                accepted.append((view_epoch(value["id"]), tuple(value["members"])))
+        newest = max((epoch for epoch, _ in installed), default=0)
+        return [members for epoch, members in installed + accepted if epoch >= newest]
 
     def alive(self, pid: str) -> bool:
         name, inc = name_inc(pid)
