@@ -73,7 +73,7 @@ class GroupEngine:
         self.told: dict[str, float] = {}
         # joining and state transfer
         self.join_started = now
-        self.join_sent = float("-inf")
+        self.request_sent = float("-inf")  # last join or leave request (both are retried)
         self.heard = False
         self.awaiting_state: str | None = None
         self.state_from: str | None = None
@@ -446,9 +446,9 @@ class GroupEngine:
             return
         stream = self.stream
         assert stream is not None
-        if self.leaving and now - self.join_sent >= self.cfg.retry_interval:
+        if self.leaving and now - self.request_sent >= self.cfg.retry_interval:
             self._send_leave()
-            self.join_sent = now
+            self.request_sent = now
         if self.ack_dirty and now - self.ack_sent >= self.cfg.ack_delay:
             self._send_ack(now)
         elif now - self.ack_sent >= self.cfg.ack_refresh and not stream.all_stable():
@@ -492,8 +492,8 @@ class GroupEngine:
             self.num_gap_since = None
 
     def _tick_joining(self, now: float) -> None:
-        if now - self.join_sent >= self.cfg.retry_interval:
-            self.join_sent = now
+        if now - self.request_sent >= self.cfg.retry_interval:
+            self.request_sent = now
             data = pack([K.JOIN, self.name, self.me, self.node.addr])
             for addr in self.seeds:
                 if addr != self.node.addr:
