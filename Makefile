@@ -1,17 +1,21 @@
 PYTHON ?= .venv/bin/python
-# `make soak SEEDS=20000..29999` sweeps another range; JOBS defaults to every core.
+# `make soak SEEDS=20000..29999` sweeps another range, `MODELS=evs` one model; JOBS defaults to
+# every core.
 SEEDS ?= 0..9999
+MODELS ?= vs evs
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: test soak check
 
-# the whole suite, including the CI sample of 300 simulated seeds
+# the whole suite, including the CI sample of simulated seeds (300 vs, 150 evs)
 test:
 	$(PYTHON) -m pytest -q
 
-# 10,000 simulated seeds with every fault kind; prints the failing seeds and how to replay each
+# 10,000 simulated seeds per model with every fault kind; prints the failing seeds and how to
+# replay each
 soak:
-	$(PYTHON) -m vsgroups.sim --seeds $(SEEDS) --jobs $(JOBS)
+	status=0; for model in $(MODELS); do \
+		$(PYTHON) -m vsgroups.sim --model $$model --seeds $(SEEDS) --jobs $(JOBS) || status=1; done; exit $$status
 
 # lint and type-check
 check:

@@ -63,6 +63,10 @@ class Run:
     def leave(self, proc: str) -> None:
         self.emit(proc, "leave", g=G)
 
+    def recover(self, proc: str) -> None:
+        """``proc`` failed (its views end in a crash) and recovers with its identifier: same file."""
+        self.emit(proc, "recover")
+
     def stop(self, *procs: str) -> None:
         for p in procs:
             self.emit(p, "stop")
@@ -83,8 +87,8 @@ def run(tmp_path: Path) -> Run:
     return Run(tmp_path / "trace")
 
 
-def props(run: Run, live: bool = False) -> set[str]:
-    return {v.prop for v in check_dir(run.write(), live=live)}
+def props(run: Run, live: bool = False, model: str | None = None) -> set[str]:
+    return {v.prop for v in check_dir(run.write(), live=live, model=model)}
 
 
 def good_history(run: Run) -> None:
@@ -152,6 +156,71 @@ def test_crashed_process_is_exempt_from_total_order(run: Run) -> None:
     assert props(run, live=True) == set()
 
 
+def crash_and_recover(run: Run, recover: bool = True) -> None:
+    """p3 delivers messages of v1 the others never deliver, in its own total order, and sends one it never
+    delivers; then it fails and recovers alone in s1 while p1 and p2 move on to v2; then all merge."""
+    three = [P1, P2, P3]
+    run.view("v1", three)
+    run.cast(P3, "v1", "fifo", [P3])
+    run.send(P3, "v1", "fifo")
+    a, b = run.send(P1, "v1", "total"), run.send(P2, "v1", "total")
+    run.deliver([P1, P2], a, "v1")
+    run.deliver([P3], b, "v1")
+    run.deliver([P3], a, "v1")
+    run.deliver([P1, P2], b, "v1")
+    if recover:
+        run.recover(P3)
+    run.view("s1", [P3], prev=None, primary=False)
+    run.view("t12", [P1, P2], prev="v1", kind="transitional", primary=False)
+    run.view("v2", [P1, P2], prev="t12")
+    run.cast(P1, "v2", "safe", [P1, P2])
+    run.view("t2", [P1, P2], prev="v2", kind="transitional", primary=False)
+    run.view("t3", [P3], prev="s1", kind="transitional", primary=False)
+    run.view("v3", three, at=[P1, P2], prev="t2")
+    run.view("v3", three, at=[P3], prev="t3")
+    run.cast(P3, "v3", "total", [P3, P1, P2])
+    run.stop(*three)
+
+
+def test_recovered_process_crashed_in_its_views(run: Run) -> None:
+    crash_and_recover(run)
+    histories = load_traces(run.write())
+    assert check(histories, live=True, model="evs") == []
+    assert histories.incarnations[2].ident == P3
+    assert len(histories.incarnations) == 3
+
+
+def test_without_recover_the_process_survives_its_view(run: Run) -> None:
+    crash_and_recover(run, recover=False)
+    violations = check_dir(run.write(), live=True, model="evs")
+    assert {v.prop for v in violations} == {"self-delivery", "total"}, violations
+    assert all(P3 in v.message for v in violations)
+
+
+def test_several_recoveries_in_one_file(run: Run) -> None:
+    run.view("v1", [P1])
+    run.cast(P1, "v1", "safe", [P1])
+    run.recover(P1)
+    run.view("s1", [P1], prev=None, primary=False)
+    run.cast(P1, "s1", "total", [P1])
+    run.recover(P1)
+    run.view("s2", [P1], prev=None, primary=False)
+    assert run.cast(P1, "s2", "causal", [P1]) == f"{P1}:3"  # ids go on across recoveries
+    run.stop(P1)
+    assert props(run, live=True, model="evs") == set()
+
+
+def test_recovery_keeps_at_most_once_delivery(run: Run) -> None:
+    run.view("v1", [P1, P2])
+    m = run.cast(P1, "v1", "fifo", [P1, P2])
+    run.recover(P2)
+    run.view("s1", [P2], prev=None, primary=False)
+    run.emit(P2, "deliver", msg=m, view="s1", **run.casts[m])
+    run.view("v2", [P1], at=[P1], prev="v1", primary=False)
+    run.stop(P1, P2)
+    assert props(run) == {"integrity"}
+
+
 def test_clean_restart_leaves_old_incarnation_out_of_liveness(run: Run) -> None:
     run.view("v1", [P1, P2])
     run.stop(P1)
@@ -176,6 +245,18 @@ def event_after_stop(run: Run) -> None:
     run.view("v1", [P1])
     run.stop(P1)
     run.emit(P1, "leave", g=G)
+
+
+def recover_before_start(run: Run) -> None:
+    run.recover(P1)
+    del run.events[P1][0]  # the start line Run writes first
+    run.stop(P1)
+
+
+def recover_after_stop(run: Run) -> None:
+    run.view("v1", [P1])
+    run.stop(P1)
+    run.recover(P1)
 
 
 def view_without_members(run: Run) -> None:
@@ -389,7 +470,7 @@ def safe_order_broken_by_crashed_process(run: Run) -> None:
 
 
 BROKEN: dict[str, list[Callable[[Run], None]]] = {
-    "trace": [bad_json, event_after_stop, view_without_members],
+    "trace": [bad_json, event_after_stop, recover_before_start, recover_after_stop, view_without_members],
     "view-agreement": [views_disagree, view_without_installer, view_installed_twice],
     "primary-order": [split_brain, two_founders, primary_views_in_two_orders, disjoint_primary_views],
     "integrity": [duplicate_delivery, invented_delivery, wrong_sender, wrong_order, own_message_before_send,
@@ -515,7 +596,8 @@ def test_module_runs_as_script(run: Run) -> None:
 
 def simulate(rng: random.Random, run: Run) -> None:
     """A correct history: casts of every order delivered in one global order per view; crashes, leaves,
-    joins and restarts as view changes, each after a flush that gives every survivor the whole view."""
+    joins, restarts and recoveries as view changes, each after a flush that gives every survivor the whole
+    view. A recovered process installs its own configuration, then joins from it."""
     incarnations: dict[str, int] = {}
 
     def fresh(name: str) -> str:
@@ -523,7 +605,7 @@ def simulate(rng: random.Random, run: Run) -> None:
         return f"{name}#{incarnations[name]}"
 
     alive = [fresh(f"p{i}") for i in range(1, rng.randint(1, 4) + 1)]
-    crashed: list[str] = []
+    crashed: list[str] = []  # incarnations
     view, number = "v1", 1
     run.view(view, alive)
     log: list[str] = []  # messages of the view, in the order everyone delivers them
@@ -544,8 +626,8 @@ def simulate(rng: random.Random, run: Run) -> None:
                 run.deliver([p], log[done[p]], view)
                 done[p] += 1
         else:
-            change = rng.choice(["crash", "leave", "join", "restart"])
-            joiner = None
+            change = rng.choice(["crash", "leave", "join", "restart", "recover"])
+            joiner, joiner_prev = None, None
             if change in ("crash", "leave") and len(alive) > 1:
                 p = rng.choice(alive)
                 alive.remove(p)
@@ -554,18 +636,23 @@ def simulate(rng: random.Random, run: Run) -> None:
                     run.leave(p)
                     run.stop(p)
                 else:
-                    crashed.append(p.split("#")[0])
+                    crashed.append(p)
             elif change == "join":
                 joiner = fresh(f"p{len(incarnations) + 1}")
             elif change == "restart" and crashed:
-                joiner = fresh(crashed.pop(rng.randrange(len(crashed))))
+                joiner = fresh(crashed.pop(rng.randrange(len(crashed))).split("#")[0])
+            elif change == "recover" and crashed:
+                joiner = crashed.pop(rng.randrange(len(crashed)))
+                joiner_prev = f"s{number}"
+                run.recover(joiner)
+                run.view(joiner_prev, [joiner], prev=None, primary=False)
             for p in alive:
                 catch_up(p)
             old, number = view, number + 1
             view = f"v{number}"
             run.view(view, alive + ([joiner] if joiner else []), at=alive, prev=old)
             if joiner:
-                run.view(view, alive + [joiner], at=[joiner])
+                run.view(view, alive + [joiner], at=[joiner], prev=joiner_prev)
                 alive.append(joiner)
             log, done = [], dict.fromkeys(alive, 0)
     for p in alive:
@@ -601,3 +688,46 @@ def test_reordering_a_senders_messages_breaks_fifo(rng: random.Random, data: st.
         events = run.events[proc]
         events[i], events[j] = events[j], events[i]
         assert "fifo" in {v.prop for v in check_dir(run.write())}
+
+
+def test_model_property_holds_for_each_models_histories(run: Run) -> None:
+    test_evs_transitional_configurations_pass(run)
+    assert props(run, model="evs") == set()
+    assert props(run, model="vs") == {"model"}  # vs has no transitional or non-primary views
+    good = Run(run.root.parent / "vs")
+    good_history(good)
+    assert {v.prop for v in check_dir(good.write(), model="vs")} == set()
+
+
+def regular_to_regular(run: Run) -> None:
+    run.view("v1", [P1, P2])
+    run.view("v2", [P1], at=[P1], prev="v1", primary=False)
+    run.stop(P1)
+
+
+def transitional_with_a_stranger(run: Run) -> None:
+    run.view("v1", [P1, P2])
+    run.view("t1", [P1, P3], at=[P1], prev="v1", kind="transitional", primary=False)
+    run.view("v2", [P1], at=[P1], prev="t1", primary=False)
+    run.stop(P1)
+
+
+def recovers_with_others(run: Run) -> None:
+    run.view("v1", [P1, P2])
+    run.recover(P1)
+    run.view("v2", [P1, P2], at=[P1], prev=None, primary=False)
+    run.stop(P1, P2)
+
+
+@pytest.mark.parametrize("build", [regular_to_regular, transitional_with_a_stranger, recovers_with_others],
+                         ids=lambda f: f.__name__)
+def test_evs_structure_is_checked(run: Run, build: Callable[[Run], None]) -> None:
+    build(run)
+    assert props(run) == set()
+    assert props(run, model="evs") == {"model"}
+
+
+def test_unknown_model_is_an_error(run: Run) -> None:
+    good_history(run)
+    with pytest.raises(ValueError, match="unknown model 'x'"):
+        check_dir(run.write(), model="x")

@@ -15,16 +15,13 @@ They need root and iproute2, and skip otherwise.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
-
 from vsgroups.check import check_dir
-from vsgroups.netns import NetnsUnavailable, Network
+from vsgroups.netns import Network
 from vsgroups.procs import Cluster, Member, digest_problems
 
-HOSTS = 5
 SUSPECT = 0.6
 RATE = 50  # casts per second per member
 PROGRESS = 100  # deliveries each member must make to show the group works under load
@@ -34,26 +31,13 @@ GUARD = 100.0  # the whole test; every wait has its own, shorter guard
 Scenario = Callable[[Cluster, list[Member]], Awaitable[None]]
 
 
-@pytest.fixture
-def network() -> Iterator[Network]:
-    net = Network(HOSTS)
-    try:
-        net.open()
-    except NetnsUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        yield net
-    finally:
-        net.close()
-
-
 def run(tmp_path: Path, network: Network, scenario: Scenario) -> None:
     """Start a loaded member on every host (m1 on h1, ...), run ``scenario``, which must leave the
     network healed and all members in the group, then end the run and check it."""
 
     async def main() -> None:
         async with Cluster(tmp_path, rate=RATE, suspect_timeout=SUSPECT) as cluster:
-            members = await cluster.start(HOSTS, [network.host(i) for i in network.hosts])
+            members = await cluster.start(len(network.hosts), [network.host(i) for i in network.hosts])
             await cluster.load(True)
             await cluster.wait_delivered(members, "kv", PROGRESS)
             await scenario(cluster, members)
@@ -62,8 +46,8 @@ def run(tmp_path: Path, network: Network, scenario: Scenario) -> None:
             digests = await cluster.settle(members)
             problems = digest_problems(digests)
             assert not problems, "\n".join(problems)
-            assert await cluster.quit_all() == [0] * HOSTS
-        violations = check_dir(cluster.trace_dir, live=True)
+            assert await cluster.quit_all() == [0] * len(members)
+        violations = check_dir(cluster.trace_dir, live=True, model="vs")
         assert not violations, "\n".join(f"{v.prop}: {v.message} {v.evidence}" for v in violations)
 
     asyncio.run(asyncio.wait_for(main(), GUARD))

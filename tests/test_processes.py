@@ -35,7 +35,7 @@ def run(tmp_path: Path, scenario: Scenario) -> None:
             problems = digest_problems(digests)
             assert not problems, "\n".join(problems)
             assert await cluster.quit_all() == [0] * len(live)
-        violations = check_dir(cluster.trace_dir, live=True)
+        violations = check_dir(cluster.trace_dir, live=True, model="vs")
         assert not violations, "\n".join(f"{v.prop}: {v.message} {v.evidence}" for v in violations)
 
     asyncio.run(asyncio.wait_for(main(), GUARD))

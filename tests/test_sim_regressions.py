@@ -1,9 +1,10 @@
 """Seeds that found a bug in the protocol core, replayed on every run so the bug stays fixed.
 
-Each entry is a seed of the default scenario (``vsgroups sim --seed N`` replays it) and what it
-found. A seed whose bug is not fixed yet is marked ``xfail``; the fix removes the mark. A core
-change may alter what a seed's scenario does, so an entry guards its bug only as long as the run
-still exercises it: keep the seed's timeline (``--timeline``) in mind when a fix lands.
+Each entry is a seed of the default scenario (``vsgroups sim --seed N`` replays it), or of the evs
+one (``--model evs``), and what it found. A seed whose bug is not fixed yet is marked ``xfail``;
+the fix removes the mark. A core change may alter what a seed's scenario does, so an entry guards
+its bug only as long as the run still exercises it: keep the seed's timeline (``--timeline``) in
+mind when a fix lands.
 """
 
 from __future__ import annotations
@@ -28,13 +29,22 @@ FOUND = {
     1374: "a join request that arrives late (relayed by a member that was paused) re-admits a process "
           "that has left the group since; it never installs the view and the group stalls (liveness)",
 }
-PENDING: set[int] = set()  # seeds whose core fix has not landed yet (marked xfail)
+FOUND_EVS = {  # seeds of ``vsgroups sim --model evs``
+    223: "a member whose proposer fell silent after its promise stayed blocked (it never delivered again) "
+         "while the others went on without noticing: no proposal came to release it (safe, liveness)",
+    260: "a leaver's commit to the last other member was lost; that member's proposals then waited "
+         "forever for the leaver's promise, though it answered that it had left (liveness)",
+    288: "two configurations of one group whose members shared another group never learned of each "
+         "other: heartbeats named only the groups their receiver shared (liveness)",
+}
+PENDING: set[tuple[str, int]] = set()  # (model, seed) whose core fix has not landed yet (xfail)
 
 
-@pytest.mark.parametrize("seed", [
-    pytest.param(seed, marks=pytest.mark.xfail(reason=f"core bug: {what}")) if seed in PENDING else seed
-    for seed, what in sorted(FOUND.items())
+@pytest.mark.parametrize(("model", "seed"), [
+    pytest.param(model, seed, marks=pytest.mark.xfail(reason=f"core bug: {what}"))
+    if (model, seed) in PENDING else (model, seed)
+    for model, found in (("vs", FOUND), ("evs", FOUND_EVS)) for seed, what in sorted(found.items())
 ])
-def test_a_seed_that_found_a_core_bug_passes(seed: int) -> None:
-    outcome = run(Spec(seed))
+def test_a_seed_that_found_a_core_bug_passes(model: str, seed: int) -> None:
+    outcome = run(Spec(seed, model=model))
     assert outcome.ok, "\n".join(outcome.problems())

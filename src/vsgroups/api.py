@@ -27,8 +27,10 @@ import msgpack
 
 from .core import Config, NodeCore
 from .core import events as ev
-from .core.wire import ORDERS
+from .core.wire import ORDERS, name_inc, view_epoch
 from .errors import GroupBlocked, NotAMember, QueryFailed, UnknownOrdering
+from .recovery import ViewRecord
+from .storage import Storage
 from .trace import TraceWriter
 from .transport.tcp import TcpTransport
 
@@ -172,7 +174,20 @@ class Group:
     def _cast(self, data: bytes, order: str) -> str:
         self._check()
         mid = self.node._core_call(lambda core, now: core.cast(self.name, data, order, now))
+        if self.node._storage is not None:
+            self.node._storage.reserve(self.node._core.counter)
         return str(mid)
+
+    def checkpoint(self) -> None:
+        """Write the replica's state to the node's stable storage now (``Node(data_dir=...)``, evs
+        groups; it is also written at every regular configuration). A process that recovers
+        resumes from its last checkpoint."""
+        self._check()
+        storage = self.node._storage
+        if storage is None or self.model != "evs" or self.view is None:
+            raise ValueError(f"checkpoints are kept for evs groups of a node with a data_dir, not for "
+                             f"{self.name!r}")
+        storage.save_checkpoint(self.name, view_epoch(self.view.view), _encode(self.replica.get_state()))
 
     def _backlogged(self) -> bool:
         self._check()
@@ -269,6 +284,12 @@ class Group:
     def _on_view(self, out: ev.ViewInstalled) -> None:
         self.view = ViewChange(self.name, out.view, out.members, out.prev, out.kind, out.primary)
         self.replica.view_changed(self.view)
+        storage = self.node._storage
+        if storage is not None and out.kind == "regular":
+            names = (name_inc(m)[0] for m in out.members)  # last-to-fail is about processes, not incarnations
+            storage.view_log(self.name).append(ViewRecord.from_view(out.view, names))
+            if self.model == "evs":
+                self.checkpoint()
         self._publish(self.view)
         for query in self._queries.values():
             query.update(out.members)
@@ -299,6 +320,7 @@ class Node:
         key: bytes | str | None = None,
         key_file: str | os.PathLike[str] | None = None, trace_dir: str | os.PathLike[str] | None = None,
         config: Config | None = None, found: bool | None = None, tick: float = 0.005,
+        data_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.name = name
         self.listen = listen
@@ -317,6 +339,9 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
         self._scheduled = False
+        self._storage = Storage(data_dir) if data_dir is not None else None
+        self._recovered = False  # this incarnation recovered its identity from the data_dir
+        self.last_views: dict[str, ViewRecord] = {}  # per group, the last view logged before this start
 
     @property
     def address(self) -> str:
@@ -328,6 +353,11 @@ class Node:
     def pid(self) -> str:
         return self._core.pid
 
+    @property
+    def recovered(self) -> bool:
+        """This incarnation recovered its identifier from the ``data_dir`` (evs groups, 1994 §2)."""
+        return self._recovered
+
     async def __aenter__(self) -> Node:
         await self.start()
         return self
@@ -338,12 +368,17 @@ class Node:
     async def start(self) -> None:
         self._transport = TcpTransport(self.listen, self.key, self._on_frame, max_frame=self.config.max_frame)
         await self._transport.start()
-        self._incarnate(int(time.time() * 1000))
+        inc, counter = int(time.time() * 1000), None
+        if self._storage is not None:
+            inc, counter = self._storage.identity(inc)
+            self._recovered = counter is not None
+        self._incarnate(inc, counter)
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
 
-    def _incarnate(self, inc: int) -> None:
-        self._core = NodeCore(self.name, inc, self.address, self.config, seed=inc)
-        self._trace = TraceWriter(self.trace_dir, self.name, inc, time.time)
+    def _incarnate(self, inc: int, counter: int | None = None) -> None:
+        """A new incarnation, or (``counter``: the message ids it used) one that recovers."""
+        self._core = NodeCore(self.name, inc, self.address, self.config, seed=inc, counter=counter or 0)
+        self._trace = TraceWriter(self.trace_dir, self.name, inc, time.time, recovered=counter is not None)
 
     async def join(
         self, group: str, replica: Replica | None = None, timeout: float | None = None, model: str = "vs"
@@ -360,10 +395,23 @@ class Node:
             raise ValueError(f"this node already joined group {group!r}")
         if model not in ("vs", "evs"):
             raise ValueError(f"unknown group model {model!r}: use 'vs' (primary component) or 'evs'")
+        if self._recovered and model != "evs":
+            raise ValueError(f"this node recovered its identifier from its data_dir, so it can join only "
+                             f"evs groups, not {model!r} group {group!r} (vs regards a recovered process as "
+                             f"a new one: give it a fresh data_dir)")
         handle = Group(self, group, replica, model)
         self.groups[group] = handle
-        first_seed = self.seeds[:1] in ([], [self.address])
-        self._join_core(group, self.found if self.found is not None else first_seed)
+        stored = self._storage.checkpoint(group) if self._recovered and self._storage is not None else None
+        if self._storage is not None and (last := self._storage.view_log(group).last()) is not None:
+            self.last_views.setdefault(group, last)
+        if stored is not None:
+            epoch, state = stored
+            handle.replica.set_state(_decode(state))
+            seeds = list(dict.fromkeys([*self.seeds])) or [self.address]
+            self._core_call(lambda core, now: core.recover(group, seeds, now, epoch))
+        else:
+            first_seed = self.seeds[:1] in ([], [self.address])
+            self._join_core(group, self.found if self.found is not None else first_seed)
         try:
             await asyncio.wait_for(handle.wait_joined(), timeout)
         except BaseException:
@@ -497,6 +545,9 @@ class Node:
         self._trace.close(clean=False)
         old = self._core
         self._incarnate(max(old.inc + 1, int(time.time() * 1000)))
+        self._recovered = False
+        if self._storage is not None:
+            self._storage.renew(self._core.inc)
         for name, group in list(self.groups.items()):
             if group._left is not None:  # it was leaving this group anyway: the leave is complete
                 self._on_left(group)

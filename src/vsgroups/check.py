@@ -11,11 +11,14 @@ Terms. A process is an incarnation ``name#inc`` (one file). A *configuration* is
 by one process. In EVS a regular view V may be followed at p by a transitional view T whose ``prev``
 is V; V and T form p's *block*, and messages of V may be delivered in T (1994 §2). p *survives* a
 block if it then installs another view of the group, leaves the group or stops cleanly; otherwise it
-*crashed* in it (a trace without ``stop`` ended in a crash). A message's *sending view* is the
-``view`` of its ``send``. Each violation carries the name of the property it breaks:
+*crashed* in it (a trace without ``stop`` ended in a crash). A process may also fail and recover with
+its identifier and stable storage (1994 §2): its trace goes on after a ``recover`` line, which is a
+failure in every configuration it was in, so it crashed in those blocks even though it installs views
+later; its next view of a group succeeds none (``prev`` null) and is the configuration {p}. A message's
+*sending view* is the ``view`` of its ``send``. Each violation carries the name of the property it breaks:
 
 ``trace``           there are traces, one file per incarnation; every line is a well-formed event of that
-                    incarnation, and nothing follows ``stop``.
+                    incarnation, ``recover`` comes after ``start`` and nothing follows ``stop``.
 ``view-agreement``  the processes that install a view agree on its members, kind and primary flag; each
                     of them is a member, and installs it once.
 ``primary-order``   the regular primary views of a group form one sequence (1987b §4.2, PROTOCOLS §5):
@@ -41,9 +44,14 @@ block if it then installs another view of the group, leaves the group or stops c
 ``safe``            a safe message delivered in a configuration is delivered by every process of that
                     configuration that survives it (EVS Spec. 7.1); a cycle among safe messages alone
                     is reported as ``safe`` too.
-``liveness``        (``--live``, after faults stop) per group, the latest incarnations that stopped without
-                    leaving ended in one view whose members are exactly them, having delivered every
-                    message any of them sent in it.
+``model``           (``--model``) vs: every view is a regular primary view — a process outside the primary
+                    component installs no view and delivers nothing (1994 §5). evs: a process passes from
+                    one regular configuration to the next through a transitional one that follows it and
+                    holds only members of it, the process among them (1994 §2, Spec. 2); one that
+                    recovers passes to the regular configuration {p}.
+``liveness``        (``--live``, after faults stop) per group, the latest incarnations that stopped in it
+                    (neither left nor failed in their last view of it) ended in one view whose members are
+                    exactly them, having delivered every message any of them sent in it.
 
 Cost: one pass over the events; the causal check is O(deliveries × senders of the view), the total and
 primary checks a topological sort of the delivery (view) sequences. Repeats of one fault (one process,
@@ -69,8 +77,9 @@ _ORDER_CODE = {name: code for code, name in enumerate(ORDERS)}
 
 PROPERTIES = (
     "trace", "view-agreement", "primary-order", "integrity", "sending-view", "same-set", "self-delivery",
-    "fifo", "causal", "total", "safe", "liveness",
+    "fifo", "causal", "total", "safe", "model", "liveness",
 )
+MODELS = ("vs", "evs")
 
 _LISTED = 5  # message ids named in one report
 
@@ -115,6 +124,12 @@ class Epoch:
     lines: array[int] = field(default_factory=lambda: array("q"))
     orders: bytearray = field(default_factory=bytearray)
     leave_line: int | None = None
+    recover_line: int | None = None  # the process failed in this view: its ``recover`` line
+
+    @property
+    def closed(self) -> bool:
+        """No view of the group follows this one at the process without a gap: it left, or it failed."""
+        return self.leave_line is not None or self.recover_line is not None
 
 
 @dataclass(eq=False, slots=True)
@@ -254,7 +269,8 @@ class _TraceFile:
         self.inc = inc
         self.current: dict[str, Epoch | None] = {}
         self.last_view: dict[str, str | None] = {}  # to infer prev when a view event has none
-        self.sent: set[int] = set()
+        self.started = False
+        self.sent: set[int] = set()  # ids and deliveries survive a recovery: stable storage
         self.delivered: set[int] = set()
 
     def event(self, ev: dict[str, Any], line: int) -> str | None:
@@ -277,6 +293,16 @@ class _TraceFile:
             if left is not None:
                 left.leave_line = line
             self.current[g] = self.last_view[g] = None
+        elif kind == "start":
+            self.started = True
+        elif kind == "recover":
+            if not self.started:
+                return "recover before start"
+            for epoch in self.current.values():
+                if epoch is not None:
+                    epoch.recover_line = line
+            self.current.clear()
+            self.last_view.clear()
         elif kind == "stop":
             inc.stop_line = line
         return None
@@ -388,35 +414,33 @@ def load_traces(path: str | Path) -> Histories:
 
 def _block(e: Epoch) -> list[Epoch]:
     """The regular configuration e belongs to, with the transitional one that follows it at e's process."""
-    epochs = e.inc.groups[e.g]
     if e.regular:
-        if e.leave_line is None and e.pos + 1 < len(epochs):
-            after = epochs[e.pos + 1]
-            if not after.regular and after.pred == e.view:
-                return [e, after]
+        after = _next(e)
+        if after is not None and not after.regular and after.pred == e.view:
+            return [e, after]
         return [e]
-    if e.pos > 0:
-        before = epochs[e.pos - 1]
-        if before.regular and before.leave_line is None and e.pred == before.view:
-            return [before, e]
+    before = e.inc.groups[e.g][e.pos - 1] if e.pos > 0 else None
+    if before is not None and before.regular and _next(before) is e and e.pred == before.view:
+        return [before, e]
     return [e]
 
 
 def _survival(block: list[Epoch]) -> int | None:
-    """The line of the next view, ``leave`` or ``stop`` after the block; None if the process crashed in it."""
+    """The line of the next view, ``leave`` or ``stop`` after the block; None if the process crashed in it
+    (its trace ends in the block, or it recovers from a failure there)."""
     last = block[-1]
-    epochs = last.inc.groups[last.g]
     if last.leave_line is not None:
         return last.leave_line
-    if last.pos + 1 < len(epochs):
-        return epochs[last.pos + 1].line
-    return last.inc.stop_line
+    if last.recover_line is not None:
+        return None
+    after = _next(last)
+    return after.line if after is not None else last.inc.stop_line
 
 
 def _next(e: Epoch) -> Epoch | None:
-    """The configuration installed right after e at its process (not after leaving the group)."""
+    """The configuration installed right after e at its process (not after leaving the group or failing)."""
     epochs = e.inc.groups[e.g]
-    return epochs[e.pos + 1] if e.leave_line is None and e.pos + 1 < len(epochs) else None
+    return epochs[e.pos + 1] if not e.closed and e.pos + 1 < len(epochs) else None
 
 
 def _delivered(block: list[Epoch]) -> set[int]:
@@ -529,7 +553,11 @@ class _Checker:
     def names(self, msgs: Iterable[int]) -> str:
         return _names(self.name(m) for m in msgs)
 
-    def run(self, live: bool) -> list[Violation]:
+    def run(self, live: bool, model: str | None = None) -> list[Violation]:
+        if model == "vs":
+            self.primary_only()
+        elif model == "evs":
+            self.evs_structure()
         for g, views in self.views.items():
             for view, installs in views.items():
                 self.view_agreement(g, view, installs)
@@ -542,6 +570,38 @@ class _Checker:
             self.liveness()
         found = self.h.problems + self.found.violations()
         return sorted(found, key=lambda v: PROPERTIES.index(v.prop))
+
+    def primary_only(self) -> None:
+        for g, views in self.views.items():
+            for view, installs in views.items():
+                for e in installs:
+                    if not (e.regular and e.primary):
+                        what = "non-primary" if e.regular else "transitional"
+                        self.found.add("model", (g, view),
+                                       f"{e.inc.ident} installs {what} view {view} of group {g}: in vs mode "
+                                       f"only primary views exist", e.inc.at(e.line))
+                        break
+
+    def evs_structure(self) -> None:
+        for inc in self.h.incarnations:
+            for g, epochs in inc.groups.items():
+                for prev, e in zip(epochs, epochs[1:], strict=False):
+                    if prev.recover_line is not None:
+                        # 1994 §2: a process recovers with a configuration of its own, no transitional one
+                        if not e.regular or e.members != (inc.ident,):
+                            self.found.add("model", (g, e.view, inc.ident),
+                                           f"{inc.ident} recovers into view {e.view} of group {g}, which is "
+                                           f"not the regular configuration of itself alone", inc.at(e.line))
+                    elif e.regular and prev.regular and e.pred is not None and e.pred == prev.view:
+                        self.found.add("model", (g, e.view, inc.ident),
+                                       f"{inc.ident} passes from regular view {prev.view} to {e.view} of "
+                                       f"group {g} without a transitional configuration", inc.at(e.line))
+                    elif not e.regular and (not prev.regular or e.pred != prev.view
+                                            or not set(e.members) <= set(prev.members)):
+                        self.found.add("model", (g, e.view, inc.ident),
+                                       f"transitional view {e.view} of group {g} at {inc.ident} does not "
+                                       f"follow its regular configuration {e.pred} or holds others than its "
+                                       f"members", inc.at(e.line))
 
     def view_agreement(self, g: str, view: str, installs: list[Epoch]) -> None:
         seen: dict[tuple[tuple[str, ...], bool, bool], list[Epoch]] = defaultdict(list)
@@ -819,7 +879,7 @@ class _Checker:
             final = {
                 inc.ident: inc.groups[g][-1] for inc in self.h.incarnations
                 if inc.stop_line is not None and inc.number == latest[inc.name] and g in inc.groups
-                and inc.groups[g][-1].leave_line is None
+                and not inc.groups[g][-1].closed
             }
             if not final:
                 continue
@@ -848,16 +908,19 @@ class _Checker:
                                    lost[0].inc.at(lost[0].line), e.inc.at(e.inc.stop_line or e.line))
 
 
-def check(histories: Histories, *, live: bool = False) -> list[Violation]:
+def check(histories: Histories, *, live: bool = False, model: str | None = None) -> list[Violation]:
     """Every violation of the properties (module docstring) in ``histories``, ordered by property.
 
     ``live`` adds the liveness property: use it for runs whose faults stopped before the end.
+    ``model`` ("vs" or "evs") adds the property of the groups' model.
     """
-    return _Checker(histories).run(live)
+    if model is not None and model not in MODELS:
+        raise ValueError(f"unknown model {model!r}: use {' or '.join(MODELS)}")
+    return _Checker(histories).run(live, model)
 
 
-def check_dir(path: str | Path, *, live: bool = False) -> list[Violation]:
-    return check(load_traces(path), live=live)
+def check_dir(path: str | Path, *, live: bool = False, model: str | None = None) -> list[Violation]:
+    return check(load_traces(path), live=live, model=model)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -867,13 +930,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dir", type=Path, help="directory of *.jsonl traces, one per process incarnation")
     parser.add_argument("--live", action="store_true",
                         help="also require that live processes converged (for runs whose faults stopped)")
+    parser.add_argument("--model", choices=MODELS,
+                        help="also check the structure of the groups' model: vs (primary views only) or evs")
     args = parser.parse_args(argv)
     try:
         histories = load_traces(args.dir)
     except OSError as err:
         print(f"vsgroups check: {err}", file=sys.stderr)
         return 2
-    violations = check(histories, live=args.live)
+    violations = check(histories, live=args.live, model=args.model)
     for v in violations:
         print(f"{v.prop}: {v.message}")
         if v.evidence:

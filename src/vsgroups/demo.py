@@ -66,7 +66,7 @@ class Demo:
             ok = await self.scenario(cluster)
         from .check import check_dir
 
-        violations = check_dir(self.trace_dir, live=True)
+        violations = check_dir(self.trace_dir, live=True, model="vs")
         for v in violations:
             print(f"  {v.prop}: {v.message} ({', '.join(v.evidence)})")
         verdict = "no violation" if not violations else f"{len(violations)} violation(s)"

@@ -6,8 +6,9 @@ restarted, running a service whose replicas can be compared afterwards. This is 
 workload of casts in every ordering, and a line protocol for a controller (``vsgroups.procs``).
 
 Stdout carries one JSON object per line, each with an ``ev`` field: ``ready`` (listening, with the
-process identity and address), ``view`` (members in age order: the coordinator first), ``joined``
-(member of the group, with its state), ``restart`` (the node was excluded and restarts as a new
+process identity and address, and whether it recovered from its ``--data-dir``), ``view`` (members in
+age order: the coordinator first), ``joined`` (member of the group, with its state, and the last view
+it logged before this start), ``restart`` (the node was excluded and restarts as a new
 incarnation), ``flushing`` (the core promised a ballot: a view change is under way), and the
 answers to commands. Logs go to stderr.
 
@@ -46,6 +47,7 @@ KEYS = 64  # members write overlapping keys, so the final values depend on the d
 PROMISE_POLL = 0.01
 RETRY = 0.05
 QUERY_TIMEOUT = 10.0
+CHECKPOINT = 0.2
 
 log = logging.getLogger("vsgroups.member")
 
@@ -110,7 +112,8 @@ class Member:
         self.args = args
         config = Config() if args.suspect_timeout is None else Config(suspect_timeout=args.suspect_timeout)
         self.node = Node(args.name, listen=args.listen, seeds=args.seeds, key_file=args.key_file,
-                         trace_dir=args.trace, config=config, found=True if args.found else None)
+                         trace_dir=args.trace, config=config, found=True if args.found else None,
+                         data_dir=args.data_dir)
         self.node.on_restart = self._on_restart
         self.groups = {name: _Membership(name) for name in args.groups}
         self.load_on = asyncio.Event()
@@ -138,9 +141,11 @@ class Member:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         await self.node.start()
-        emit("ready", pid=self.node.pid, addr=self.node.address)
+        emit("ready", pid=self.node.pid, addr=self.node.address, recovered=self.node.recovered)
         self._read_commands(loop)
         self.spawn(self._watch_promises())
+        if self.args.data_dir is not None and self.args.model == "evs":
+            self.spawn(self._checkpoints())
         for m in self.groups.values():
             self.spawn(self._join(m))
             m.load = self.spawn(self._load(m))
@@ -165,7 +170,9 @@ class Member:
 
     def _joined(self, m: _Membership) -> None:
         m.ready.set()
-        emit("joined", g=m.name, pid=self.node.pid, n=len(m.store.data))
+        last = self.node.last_views.get(m.name)
+        emit("joined", g=m.name, pid=self.node.pid, n=len(m.store.data),
+             last_view=last.to_json() if last is not None else None)
 
     def _on_restart(self, reason: str) -> None:
         emit("restart", pid=self.node.pid, reason=reason)
@@ -185,6 +192,16 @@ class Member:
                     emit("flushing", g=name, view=engine.view_id)
                 promised[name] = now
             await asyncio.sleep(PROMISE_POLL)
+
+    async def _checkpoints(self) -> None:
+        """Write each store to stable storage every ``CHECKPOINT`` seconds: a process that recovers
+        resumes from there (the node itself writes one only at each configuration change)."""
+        while True:
+            await asyncio.sleep(CHECKPOINT)
+            for m in self.groups.values():
+                if m.ready.is_set() and m.handle is not None:
+                    with contextlib.suppress(NotAMember, GroupBlocked):
+                        m.handle.checkpoint()
 
     # -- workload ----------------------------------------------------------------------------------
 
@@ -327,6 +344,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--found", action="store_true", help="found the groups if no member answers")
     parser.add_argument("--model", choices=("vs", "evs"), default="vs",
                         help="vs: primary component (default); evs: extended virtual synchrony")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="stable storage: evs groups recover from it with the same identifier")
     parser.add_argument("--rate", type=float, default=0.0, help="casts per second per group (0: none)")
     parser.add_argument("--size", type=int, default=100, help="padding bytes per cast")
     parser.add_argument("--orders", type=_orders, default=list(ORDERS), help="orderings to cycle through")

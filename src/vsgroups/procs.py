@@ -180,14 +180,16 @@ class Member:
 class Cluster:
     """Member processes sharing a cluster key, a trace directory and a workload.
 
-    The workload options (``rate``, ``size``, ``orders``, ``groups``, ``suspect_timeout``) are passed
-    to every member the cluster starts; ``on_event(member, event)`` sees every status line."""
+    The workload options (``rate``, ``size``, ``orders``, ``groups``, ``suspect_timeout``) and the
+    groups' ``model`` ("vs" or "evs") are passed to every member the cluster starts;
+    ``on_event(member, event)`` sees every status line."""
 
     def __init__(
         self, workdir: str | os.PathLike[str], trace_dir: str | os.PathLike[str] | None = None, *,
         groups: Sequence[str] = ("kv",), rate: float = 0.0, size: int = 100,
         orders: Sequence[str] = ("fifo", "causal", "total", "safe"), suspect_timeout: float | None = None,
-        on_event: Callable[[Member, Event], None] | None = None,
+        model: str = "vs", on_event: Callable[[Member, Event], None] | None = None,
+        stable_storage: bool = False,
     ) -> None:
         self.workdir = Path(workdir)
         self.trace_dir = Path(trace_dir) if trace_dir is not None else self.workdir / "trace"
@@ -196,6 +198,8 @@ class Cluster:
         self.size = size
         self.orders = tuple(orders)
         self.suspect_timeout = suspect_timeout
+        self.model = model
+        self.stable_storage = stable_storage  # each member keeps a --data-dir under workdir/data
         self.on_event = on_event
         self.members: list[Member] = []
         self.key_file = self.workdir / "cluster.key"
@@ -254,15 +258,24 @@ class Cluster:
         await member.wait_for("ready")
         return member
 
+    async def restart(self, member: Member, host: Host | None = None) -> Member:
+        """Start a stopped or killed member again under the same name (with its data dir, if the
+        cluster keeps them), joining through the live members. Returns once it is listening."""
+        if member.alive:
+            raise ValueError(f"{member.name} is still running")
+        return await self.add(member.name, host)
+
     async def _spawn(self, name: str, host: Host, seeds: list[str], found: bool) -> Member:
         argv = [
             *host.prefix, sys.executable, "-m", "vsgroups", "node", "--name", name, "--listen", host.address,
             "--seeds", ",".join(seeds), "--groups", ",".join(self.groups), "--key-file", str(self.key_file),
             "--trace", str(self.trace_dir), "--rate", str(self.rate), "--size", str(self.size),
-            "--orders", ",".join(self.orders),
+            "--orders", ",".join(self.orders), "--model", self.model,
         ]
         if found:
             argv.append("--found")
+        if self.stable_storage:
+            argv += ["--data-dir", str(self.workdir / "data" / name)]
         if self.suspect_timeout is not None:
             argv += ["--suspect-timeout", str(self.suspect_timeout)]
         with open(self.workdir / "logs" / f"{name}.log", "ab") as log:

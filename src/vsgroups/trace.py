@@ -15,15 +15,20 @@ from .core import events as ev
 
 
 class TraceWriter:
-    def __init__(self, directory: str | os.PathLike[str] | None, name: str, inc: int, clock: Any) -> None:
+    """``recovered``: the incarnation recovers from stable storage with its identifier (evs, 1994
+    §2): its trace goes on in the same file after a ``recover`` event."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None, name: str, inc: int, clock: Any,
+                 recovered: bool = False) -> None:
         self.name = name
         self.inc = inc
         self.clock = clock
         self.file: IO[str] | None = None
         if directory is not None:
             Path(directory).mkdir(parents=True, exist_ok=True)
-            self.file = open(Path(directory) / f"{name}#{inc}.jsonl", "w", buffering=1 << 16)  # noqa: SIM115
-        self.write("start")
+            self.file = open(Path(directory) / f"{name}#{inc}.jsonl", "a" if recovered else "w",  # noqa: SIM115
+                             buffering=1 << 16)
+        self.write("recover" if recovered else "start")
 
     def write(self, event: str, **fields: Any) -> None:
         if self.file is None:

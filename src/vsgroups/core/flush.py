@@ -15,14 +15,22 @@ delivered from each sender (``delivered``), the contiguous prefix it holds of ea
   survive the cut: it held their causal past.
 * F is ordered by one topological sort of causal precedence and the known global numbers, ties
   broken by number and then by (sender position, sequence), except that messages some reporter
-  already delivered come first (they are closed under both orders, so they form a prefix: in EVS
-  that prefix is delivered in the old regular configuration); total messages nobody numbered come
+  already delivered come first (they are closed under both orders, so they form a prefix); total
+  messages nobody numbered come
   after every numbered one, because a member may already have delivered numbered messages while
   those waited for a number. Numbering was causal and the numbers known form a prefix (the
   sequencer announces them in order), so no numbered message depends on an unnumbered one and the
   graph is acyclic; every member that delivered some numbered messages delivered them in number
   order, which this order preserves. Each member delivers, in this order, the messages of F it has not yet
   delivered — so all of V's survivors end V having delivered exactly F.
+* EVS (1994 §3 step 6): F is computed per component, from the reports of the members that came
+  from V with the proposer (the transitional configuration). The causal cut discards what may
+  depend on a message the component does not hold. F is ordered by (already delivered by some
+  reporter, key) where the key (Lamport time, sender position) is the one ``stream`` orders total
+  messages by: a causal order, and the same order in every component, so components that deliver
+  the same total messages of V deliver them alike. The delivered-first messages form a prefix
+  (a reporter that delivered a total message delivered every total message with a lower key) and
+  are delivered in V itself (``regular_prefix``); the rest in the transitional configuration.
 """
 
 from __future__ import annotations
@@ -30,17 +38,13 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from .wire import SAFE, TOTAL, Msg, unpack
+from .wire import TOTAL, Msg, unpack
 
 
 def final_set(
-    members: list[str], reports: list[dict[str, Any]], transitional: set[str] | None = None
+    members: list[str], reports: list[dict[str, Any]], evs: bool = False
 ) -> tuple[list[str], dict[str, bytes]]:
-    """Return (F's delivery order as message ids, the encoded messages of that order by id).
-
-    With ``transitional`` (EVS), a total or safe message nobody numbered is cut unless its sender
-    is in the transitional configuration (1994 step 6a): another component may hold its sender and
-    order it there."""
+    """Return (F's delivery order as message ids, the encoded messages of that order by id)."""
     n = len(members)
     held: dict[tuple[int, int], Msg] = {}
     numbers: dict[str, int] = {}
@@ -59,22 +63,6 @@ def final_set(
             if (s, k) not in held:  # cannot happen by the argument above; stay safe if it does
                 hi[s] = k - 1
                 break
-    if transitional is not None:
-        # evs: keep the total order of every component consistent. Numbers come from the sequencer
-        # (members[0]); a component without it orders by every number it knows, and one with it
-        # drops what only it may know the number of, unless the sender is with it. A message
-        # nobody here numbered is kept only if its sender is here (1994 step 6a).
-        with_sequencer = members[0] in transitional
-        known = max(r["sn"] for r in reports)
-        for s in range(n):
-            if members[s] not in transitional:
-                for k in range(lo[s] + 1, hi[s] + 1):
-                    msg = held[(s, k)]
-                    num = numbers.get(msg.mid)
-                    unordered = num is None or (with_sequencer and num > known)
-                    if msg.order >= TOTAL and unordered:
-                        hi[s] = k - 1
-                        break
     changed = True
     while changed:
         changed = False
@@ -87,7 +75,13 @@ def final_set(
                     break
     todo = [held[(s, k)] for s in range(n) for k in range(lo[s] + 1, hi[s] + 1)]
     seen = [max(r["d"][s] for r in reports) for s in range(n)]
-    return _order(todo, members, numbers, seen), {m.mid: m.raw for m in todo if m.raw is not None}
+    if evs:
+        index = {m: s for s, m in enumerate(members)}
+        todo.sort(key=lambda m: (m.seq > seen[index[m.sender]], m.ts, index[m.sender]))
+        order = [m.mid for m in todo]
+    else:
+        order = _order(todo, members, numbers, seen)
+    return order, {m.mid: m.raw for m in todo if m.raw is not None}
 
 
 def _order(todo: list[Msg], members: list[str], numbers: dict[str, int], seen: list[int]) -> list[str]:
@@ -138,22 +132,12 @@ def _order(todo: list[Msg], members: list[str], numbers: dict[str, int], seen: l
 def regular_prefix(
     members: list[str], order: list[str], msgs: dict[str, bytes], reports: list[dict[str, Any]]
 ) -> int:
-    """How much of F may still be delivered in the old regular configuration (1994 step 6b): up to
-    the first total message without a number, or the first safe one that not every member of the
-    old configuration acknowledged. The rest goes to the transitional configuration."""
-    numbers: dict[str, int] = {}
-    for report in reports:
-        numbers.update(report["n"])
-    stable = [max(col) for col in zip(*(r["s"] for r in reports), strict=True)]
-    stable_num = max(r["sn"] for r in reports)
-    numbers = {mid: num for mid, num in numbers.items() if num <= stable_num}
+    """EVS: how much of F is delivered in the old regular configuration (1994 step 6b) — what some
+    member of the component already delivered there, which is a prefix of F. The rest goes to the
+    transitional configuration."""
+    seen = {m: max(r["d"][s] for r in reports) for s, m in enumerate(members)}
     for i, mid in enumerate(order):
         msg = Msg.decode(unpack(msgs[mid]), msgs[mid])
-        if msg.order < TOTAL:
-            continue
-        num = numbers.get(mid)
-        if num is None:
-            return i
-        if msg.order == SAFE and (stable_num < num or stable[members.index(msg.sender)] < msg.seq):
+        if msg.seq > seen[msg.sender]:
             return i
     return len(order)

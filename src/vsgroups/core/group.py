@@ -11,6 +11,19 @@ fails first.
 Bootstrap: a joiner asks every seed; any member answers and forwards the request to its
 coordinator. A node may found the group only if it was told it is a founder (the runtime makes the
 first seed the founder) and has heard nothing from any member for ``found_timeout``.
+
+EVS (``model="evs"``, 1994 §3, PROTOCOLS.md §6): a configuration per component. Its would-be
+members are the unsuspected members of ours plus the *foreign* processes heard from in other
+configurations of the group; the least of them proposes, every one of them must promise, and the
+value (``membership.evs_value``) carries, per previous configuration, what is delivered in it and
+in its transitional configuration. Merge discovery: heartbeats name every view of their sender; a
+process listed in our configuration whose heartbeat names a configuration it did not come into ours
+from is foreign too; whoever sees a foreign process tells its coordinator where it is (``MERGE``),
+and coordinators probe the seed addresses. A member whose promise went stale (its proposer fell
+silent) proposes itself, so that no member stays blocked. A joiner still waiting for its state at
+the next configuration change abandons its incarnation, as in a crash: the sender keeps the state
+only for the members of its own configuration. ``recover`` re-enters a group after a failure with
+stable storage: a configuration of this process alone, which merges like any other.
 """
 
 from __future__ import annotations
@@ -44,6 +57,9 @@ class GroupEngine:
         self.evs = model == "evs"
         self.primary = True
         self.foreign: dict[str, float] = {}  # evs: members of other configurations we hear from
+        # evs: the configurations our current one succeeded, with who came from each
+        self.came_from: dict[str, list[str]] = {}
+        self.seeds_probed = float("-inf")
         self.promised_at = 0.0
         self.cfg = node.cfg
         self.name = name
@@ -233,6 +249,7 @@ class GroupEngine:
             report["v"] = self.view_id
             report["mem"] = list(self.members)
             report["p"] = self.primary
+            report["w"] = self.awaiting_state is not None  # cannot send state to joiners yet
             self.node.send_to(sender, pack([K.PROMISE, self.name, view, list(ballot), report]))
         else:
             self.node.send_to(sender, pack([K.REJECT, self.name, view, list(self.promised)]))
@@ -253,7 +270,7 @@ class GroupEngine:
 
     def on_accept(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         view, ballot, value = fields[2], (fields[3][0], fields[3][1]), fields[4]
-        mine = self.me in value["voters"] if self.evs else view == self.view_id
+        mine = self._moves_with(value) if self.evs else view == self.view_id
         if not mine or self.state != "member":
             if not self.evs:
                 self._answer_stale(sender, view, now, force=True)
@@ -267,19 +284,18 @@ class GroupEngine:
 
     def on_accepted(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         p = self.proposal
-        if p is not None and p.phase == 2 and fields[2] == self.view_id and tuple(fields[3]) == p.ballot:
-            p.accepts.add(sender)
-            done = p.accepts >= set(p.promises) if self.evs else is_quorum(self.members, p.accepts)
-            if done and p.value is not None:
-                self._commit(p.value, now)
+        if p is None or p.value is None or fields[2] != self.view_id or tuple(fields[3]) != p.ballot:
+            return
+        p.accepts.add(sender)
+        if p.accepts >= set(p.value["voters"]) if self.evs else is_quorum(self.members, p.accepts):
+            self._commit(p.value, now)
 
     def on_commit(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         prev, value = fields[2], fields[3]
         if self.state == "joining" and self.me in value["joiners"]:
             self._install(value, now, joined=True)
-        elif self.evs and self.state == "member" and self.view_id in value.get("parts", {}):
-            if self.me in value["parts"][self.view_id]["t"]:  # we voted from this configuration
-                self._apply_evs_commit(value, now)
+        elif self.evs and self.state == "member" and self._moves_with(value):
+            self._apply_evs_commit(value, now)
         elif self.state == "member" and prev == self.view_id and not self.evs:
             self._apply_commit(value, now)
         elif self.state == "member" and value["id"] == self.view_id:
@@ -326,6 +342,11 @@ class GroupEngine:
             if not out[1]:
                 del self.state_out[fields[2]]
 
+    def on_merge(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        pid, addr = fields[2], fields[3]
+        if self.evs and isinstance(pid, str) and isinstance(addr, str) and self.node.addr_of(pid) is None:
+            self.node.learn_addr(pid, addr)  # our probes reach it now, and its answers start the merge
+
     def on_direct(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         if self.state == "member":
             self._emit(ev.DirectReceived(self.name, sender, fields[2]))
@@ -336,8 +357,17 @@ class GroupEngine:
             return
         if not self.evs:
             self._answer_stale(sender, view, now, force=False)
-        elif sender not in self.members or view_epoch(view) >= view_epoch(self.view_id):
-            self.foreign[sender] = now  # another configuration within reach: merge with it
+        elif sender not in self.members or sender not in self.came_from.get(view, ()):
+            # another configuration within reach, or a member listed here (a joiner the proposer
+            # took in) that went elsewhere meanwhile: merge with it. A member still in a
+            # configuration ours came from just has not installed ours yet.
+            if sender not in self.foreign:
+                coordinator = self._coordinator()
+                addr = self.node.addr_of(sender)
+                if coordinator != self.me and addr is not None:
+                    # the proposer of the merge may not know it: tell it where to probe
+                    self.node.send_to(coordinator, pack([K.MERGE, self.name, sender, addr]))
+            self.foreign[sender] = now
 
     # -- the data path ---------------------------------------------------------------------------
 
@@ -399,7 +429,7 @@ class GroupEngine:
         assert stream is not None
         stream.refresh_acked()
         waiting = not stream.all_stable()
-        return pack([K.ACK, self.name, self.view_id, stream.acked, stream.known, waiting, stream.stable_num])
+        return pack([K.ACK, self.name, self.view_id, stream.acked, stream.known, waiting, stream.clock])
 
     def _settle_flushes(self) -> None:
         stream = self.stream
@@ -508,6 +538,13 @@ class GroupEngine:
                      "joiners": [self.me], "voters": []}
             self._install(value, now, joined=True)
 
+    def recover(self, epoch: int, now: float) -> None:
+        """See ``NodeCore.recover``."""
+        value = {"from": None, "id": f"{epoch + 1}.0.{self.me}", "members": [self.me],
+                 "addrs": {self.me: self.node.addr}, "state_from": None, "joiners": [self.me], "voters": [],
+                 "primary": False, "parts": {}}
+        self._install(value, now, joined=True)
+
     def _tick_membership(self, now: float) -> None:
         if self.commit_unacked and now >= self.commit_retry_at:
             self.commit_retry_at = now + self.cfg.retry_interval
@@ -533,6 +570,7 @@ class GroupEngine:
         if now < self.retry_at:
             return
         if self.evs:
+            self._probe_seeds(now)
             self._maybe_propose_evs(now)
             return
         suspects = self._suspects()
@@ -551,22 +589,40 @@ class GroupEngine:
         for pid, seen in list(self.foreign.items()):
             if now - seen > expiry or self.node.suspects(pid):
                 del self.foreign[pid]
-        reachable = {m for m in self.members if not self.node.suspects(m)} | set(self.foreign)
+        reachable = {m for m in self.members if not self._gone(m)} | set(self.foreign)
         return sorted(reachable | {self.me})
+
+    def _probe_seeds(self, now: float) -> None:
+        """evs merge discovery: the coordinator also tells the seed addresses which configuration it
+        is in, for the processes it has never heard of (one that recovered at a new address, or a
+        component that formed apart from the start)."""
+        if now - self.seeds_probed < self.cfg.probe_interval or self._coordinator() != self.me:
+            return
+        self.seeds_probed = now
+        probe = pack([K.HB, None, {self.name: self.view_id}])
+        for addr in self.seeds:
+            if addr != self.node.addr:
+                self.node.send(addr, probe)
 
     def _maybe_propose_evs(self, now: float) -> None:
         targets = self._evs_targets(now)
-        if targets[0] != self.me:
-            return  # the least process of the would-be configuration proposes
         if self.promised is not None and self.promised[1] != self.me and now - self.promised_at < (
                 self.cfg.proposal_timeout):
             return  # another proposal is under way
+        if targets[0] != self.me and self.promised is None:
+            return  # the least process of the would-be configuration proposes
+        # (or one whose promise went stale: its proposer failed, and it stays blocked until some
+        # proposal finishes what that one may have decided)
         changed = set(targets) != set(self.members) or any(t in self.foreign for t in targets)
         if changed or self.leaves or any(j not in self.members for j in self.joins) or self.promised:
             self._propose(now, targets)
 
     def _suspects(self) -> set[str]:
-        return {m for m in self.members if m != self.me and (m in self.absent or self.node.suspects(m))}
+        return {m for m in self.members if m != self.me and self._gone(m)}
+
+    def _gone(self, pid: str) -> bool:
+        """Suspected, or it told us it is not in the group at all (a leave that went on without us)."""
+        return pid in self.absent or self.node.suspects(pid)
 
     def _coordinator(self) -> str:
         if self.evs:
@@ -595,7 +651,7 @@ class GroupEngine:
         p = self.proposal
         assert p is not None
         if self.evs:
-            if any(m not in p.promises and not self.node.suspects(m) for m in p.targets):
+            if any(m not in p.promises and not self._gone(m) for m in p.targets):
                 return
             joiners = {pid: addr for pid, (addr, _) in self.joins.items()}
             addrs = {**{m: a for m in p.promises if (a := self.node.addr_of(m))}, **joiners,
@@ -641,7 +697,7 @@ class GroupEngine:
                 self.node.send(addr, data)
         self.proposal = None
         if self.evs:
-            if self.me in value["parts"].get(self.view_id, {}).get("t", ()):
+            if self._moves_with(value):
                 self._apply_evs_commit(value, now)
         else:
             self._apply_commit(value, now)
@@ -676,6 +732,11 @@ class GroupEngine:
             self._install(value, now, joined=False)
         else:
             self._finish("left", now)
+
+    def _moves_with(self, value: dict[str, Any]) -> bool:
+        """evs: does ``value`` take us from our configuration (we are in its transitional one)?"""
+        part = value["parts"].get(self.view_id)
+        return part is not None and self.me in part["t"]
 
     def _apply_evs_commit(self, value: dict[str, Any], now: float) -> None:
         """1994 step 6, atomically: deliver what is still deliverable in the old regular
@@ -720,6 +781,7 @@ class GroupEngine:
         self.proposal = None
         self.retry_at = 0.0
         self.primary = value.get("primary", True)
+        self.came_from = {view: part["t"] for view, part in value.get("parts", {}).items()}
         for pid in members:
             self.foreign.pop(pid, None)
         self.leaves &= set(members)
@@ -730,8 +792,11 @@ class GroupEngine:
         self.num_gap_since = None
         self.node.on_view(self, now)
         self._emit(ev.ViewInstalled(self.name, value["id"], members, prev, primary=self.primary))
-        if self.awaiting_state is not None and self.state_from not in members:
-            self._finish("excluded", now, f"state sender {self.state_from} failed before the state arrived")
+        if self.awaiting_state is not None and (self.evs or self.state_from not in members):
+            # evs: a configuration change may have parted us from the sender, which keeps the state
+            # only for the members of its own configuration
+            self._finish("excluded", now, f"state sender {self.state_from} failed or parted before the state "
+                         f"arrived")
             return
         if joined and value["state_from"] is not None and value["state_from"] != self.me:
             self.awaiting_state = value["id"]
@@ -803,5 +868,5 @@ _HANDLERS = {
     K.ACCEPTED: GroupEngine.on_accepted, K.COMMIT: GroupEngine.on_commit,
     K.INSTALLED: GroupEngine.on_installed, K.EXCLUDED: GroupEngine.on_excluded, K.STATE: GroupEngine.on_state,
     K.STATEREQ: GroupEngine.on_statereq, K.STATEDONE: GroupEngine.on_statedone,
-    K.DIRECT: GroupEngine.on_direct,
+    K.DIRECT: GroupEngine.on_direct, K.MERGE: GroupEngine.on_merge,
 }

@@ -114,20 +114,25 @@ def evs_value(
             # Its F was computed from its own voters' reports: a member of C that was not among them
             # may lack what precedes F, so it stays out of this configuration (it merges later).
             transitional = [m for m in transitional if m in earlier["parts"][view]["t"]]
+            if not transitional:
+                continue  # its members stay behind (an accepted value never binds someone it omits)
             part = dict(earlier["parts"][view], t=sorted(transitional))
             bound = True
         else:
-            order, msgs = final_set(old, reports, transitional=set(transitional))
+            order, msgs = final_set(old, reports, evs=True)
             part = {"t": sorted(transitional), "order": order, "msgs": msgs,
                     "split": regular_prefix(old, order, msgs, reports)}
         members += [m for m in old if m in transitional and m not in leavers]
         parts[view] = part
         primary = primary or (reports[0]["p"] and is_quorum(tuple(old), set(transitional)))
-    joined = sorted(j for j in joiners if j not in members) if members else []
+    sender = next((m for m in members if not promises[m].get("w")), None)  # one that has the state
+    elsewhere = {m for report in promises.values() for m in report["mem"]}  # stale requests
+    joined = sorted(j for j in joiners if j not in elsewhere) if sender else []
     members += joined
     epoch = max(view_epoch(v) for v in configs) + 1
     return {
         "evs": True, "id": f"{epoch}.{ballot[0]}.{proposer}", "members": members,
         "addrs": {m: addrs[m] for m in members}, "parts": parts, "primary": primary and not bound,
-        "state_from": members[0] if joined else None, "joiners": joined, "voters": sorted(promises),
+        "state_from": sender if joined else None, "joiners": joined,
+        "voters": sorted(m for part in parts.values() for m in part["t"]),
     }

@@ -26,7 +26,10 @@ log = logging.getLogger("vsgroups.core")
 
 
 class NodeCore:
-    def __init__(self, name: str, inc: int, addr: str, config: Config | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, name: str, inc: int, addr: str, config: Config | None = None, seed: int = 0, counter: int = 0
+    ) -> None:
+        """``counter``: message ids already used by this incarnation (it recovers from stable storage)."""
         if "#" in name or ":" in name or not name:
             raise ValueError(f"process name {name!r} must be non-empty and contain neither '#' nor ':'")
         self.name = name
@@ -36,7 +39,7 @@ class NodeCore:
         self.cfg = config or Config()
         self.rng = random.Random(f"{seed}/{self.pid}")
         self.groups: dict[str, GroupEngine] = {}
-        self.counter = 0  # message ids are name#inc:counter, unique across groups and views
+        self.counter = counter  # message ids are name#inc:counter, unique across groups and views
         self.flush_tokens = 0
         self.addrs: dict[str, str] = {}
         self.last_heard: dict[str, float] = {}
@@ -63,6 +66,18 @@ class NodeCore:
         engine = GroupEngine(self, group, list(seeds), founder, now, model)
         self.groups[group] = engine
         engine.tick(now)
+        self._drain(now)
+
+    def recover(self, group: str, seeds: list[str], now: float, epoch: int) -> None:
+        """Recover membership of evs ``group`` after a failure, with stable storage: ``epoch`` is the
+        newest configuration epoch this process installed in it. The process installs a singleton
+        configuration of itself (1994 §2) and merges with the others as components do."""
+        if group in self.groups:
+            raise ValueError(f"already joining or a member of group {group!r}")
+        self.now = now
+        engine = GroupEngine(self, group, list(seeds), False, now, "evs")
+        self.groups[group] = engine
+        engine.recover(epoch, now)
         self._drain(now)
 
     def leave(self, group: str, now: float) -> None:
@@ -268,26 +283,25 @@ class NodeCore:
 
     def _heartbeats(self, now: float) -> None:
         interval = self.cfg.heartbeat_interval
-        views: dict[str, dict[str, str]] = {}
-        for engine in self.groups.values():
-            if engine.view_id is None:
-                continue
-            for pid in engine.members:
-                if pid != self.pid:
-                    views.setdefault(pid, {})[engine.name] = engine.view_id
-        for pid, groups in views.items():
+        # A heartbeat names all our views, not only those shared with its receiver: a peer in
+        # another configuration of one of our groups learns it (merge discovery).
+        everything = {e.name: e.view_id for e in self.groups.values() if e.view_id is not None}
+        if not everything:
+            return
+        heartbeat = pack([K.HB, None, everything])
+        views = {pid for e in self.groups.values() if e.view_id is not None for pid in e.members}
+        views.discard(self.pid)
+        for pid in sorted(views):
             addr = self.addrs.get(pid)
             if addr is not None and now - self.last_sent.get(addr, float("-inf")) >= interval:
-                self.send(addr, pack([K.HB, None, groups]))
+                self.send(addr, heartbeat)
         if now - self.last_probe >= self.cfg.probe_interval:
-            # Merge discovery: processes we know of outside our views hear which views we are in.
+            # Merge discovery: every process we know of hears which views we are in, even one
+            # whose link carries so much data that it never gets a heartbeat.
             self.last_probe = now
-            everything = {e.name: e.view_id for e in self.groups.values() if e.view_id is not None}
-            if everything:
-                probe = pack([K.HB, None, everything])
-                for pid, addr in sorted(self.addrs.items()):
-                    name, inc = name_inc(pid)
-                    if pid not in views and name != self.name and self.newest_inc.get(name) == inc:
-                        self.send(addr, probe)
+            for pid, addr in sorted(self.addrs.items()):
+                name, inc = name_inc(pid)
+                if name != self.name and self.newest_inc.get(name, inc) == inc:
+                    self.send(addr, heartbeat)
 
 

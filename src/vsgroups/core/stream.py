@@ -8,15 +8,20 @@ Theory of operation (PROTOCOLS.md §2–4; 1987b §3, 1991 §3).
   ``vt[sender] == seq``. Member p delivers m from s when ``vt[s] == delivered[s] + 1`` and
   ``vt[j] <= delivered[j]`` for every other j (CBCAST). Fifo messages follow the same rule, which is
   stronger than fifo and keeps every outgoing vector honest.
-* Total and safe messages are causal messages that also need a global number (in EVS mode, a
-  number every member knows that every member knows: a partition may leave the sequencer on one
-  side, and each side must be able to tell which numbers the other side may have used).
-  The sequencer (the
+* Total and safe messages are causal messages that also need a global number. The sequencer (the
   oldest member of V) numbers a total message when it becomes causally deliverable there, so the
   numbering is a causal order; numbers travel as order notices, which are metadata applied on
   receipt, never causal messages (a notice that waited for the message it orders would deadlock).
   A total message is delivered when causally deliverable and every lower number has been delivered;
   a safe one additionally waits until it is stable: every member holds it and its number.
+* EVS mode orders total and safe messages without a sequencer, by their *key* (Lamport time,
+  sender position): the key travels in the message, so every component that holds two messages
+  orders them alike, whatever the partition took away (a sequencer's numbers would be known on
+  one side only). Lamport time extends causality, so the key order is a causal order. A total
+  message is delivered when causally deliverable, every held total message with a lower key is
+  delivered, and every member is known to send only higher times from now on (``bound``: its
+  latest message here, or the clock its acknowledgement carried once the messages it had sent
+  by then are here).
 * ``recv[s]`` is the contiguous prefix of s's stream held here. An acknowledgement says "I hold m
   and everything m causally depends on" (``acked[s]``: the longest prefix of s's stream whose causal
   pasts are held too) and carries the contiguous count of known numbers. A message is stable when
@@ -30,6 +35,7 @@ Invariants: ``delivered[s] <= recv[s]``; held messages are exactly those of ``s`
 
 from __future__ import annotations
 
+from heapq import heappop, heappush
 from operator import le
 from typing import Any
 
@@ -41,7 +47,7 @@ class ViewStream:
         "group", "view", "members", "index", "me", "n", "sequencer", "held", "recv", "delivered", "seq",
         "num_of", "mid_of_num", "known", "numbered", "acks", "ack_known", "stable", "stable_num",
         "collected", "collected_num", "seen", "ordered", "dirty", "own_bytes", "acked", "evs",
-        "ack_stable", "stable2_num",
+        "clock", "last_ts", "ack_clock", "ack_seq", "totals",
     )
 
     def __init__(self, group: str, view: str, members: tuple[str, ...], me: str, evs: bool = False) -> None:
@@ -52,7 +58,7 @@ class ViewStream:
         self.index = {pid: i for i, pid in enumerate(members)}
         self.me = self.index[me]
         n = self.n = len(members)
-        self.sequencer = self.me == 0
+        self.sequencer = self.me == 0 and not evs
         self.held: list[dict[int, Msg]] = [{} for _ in range(n)]
         self.recv = [0] * n
         self.delivered = [0] * n
@@ -67,14 +73,18 @@ class ViewStream:
         self.ack_known = [0] * n
         self.stable = [0] * n
         self.stable_num = 0
-        self.ack_stable = [0] * n  # each member's stable_num, as it last acknowledged
-        self.stable2_num = 0  # numbers every member knows that every member knows
         self.collected = [0] * n  # per sender, everything up to here is dropped
         self.collected_num = 0
         self.seen = [0] * n  # highest sequence known to exist, per sender (for gap repair)
         self.ordered = [0] * n  # the sequencer's numbering frontier (see _number)
         self.dirty = True  # acknowledgements changed since stability was last computed
         self.own_bytes = 0  # payload bytes of our own messages still held (flow control)
+        # evs ordering (see the module docstring)
+        self.clock = 0  # Lamport time: the highest time sent or received here
+        self.last_ts = [0] * n  # per sender, the time of its message recv[s]
+        self.ack_clock = [0] * n  # per member, the clock of its latest acknowledgement...
+        self.ack_seq = [0] * n  # ...and how many messages it had sent by then
+        self.totals: list[tuple[int, int, int]] = []  # undelivered total messages held: (time, sender, seq)
 
     # -- sending and receiving -------------------------------------------------------------------
 
@@ -82,7 +92,12 @@ class ViewStream:
         self.seq += 1
         vt = self.delivered.copy()
         vt[self.me] = self.seq
-        msg = Msg(mid, self.members[self.me], self.view, self.seq, order, vt, payload)
+        ts = 0
+        if self.evs:
+            self.clock = ts = self.last_ts[self.me] = self.clock + 1
+            if order >= TOTAL:
+                heappush(self.totals, (ts, self.me, self.seq))
+        msg = Msg(mid, self.members[self.me], self.view, self.seq, order, vt, payload, ts=ts)
         msg.encode(self.group)
         self.held[self.me][self.seq] = msg
         self.recv[self.me] = self.seen[self.me] = self.acked[self.me] = self.seq
@@ -101,11 +116,17 @@ class ViewStream:
         stream[msg.seq] = msg
         if msg.seq > self.seen[s]:
             self.seen[s] = msg.seq
+        if self.evs:
+            if msg.ts > self.clock:
+                self.clock = msg.ts
+            if msg.order >= TOTAL:
+                heappush(self.totals, (msg.ts, s, msg.seq))
         k = self.recv[s]
         while k + 1 in stream:
             k += 1
         if k != self.recv[s]:
             self.recv[s] = k
+            self.last_ts[s] = stream[k].ts
             self.dirty = True
         return True
 
@@ -130,12 +151,13 @@ class ViewStream:
             num += 1
         return first, mids
 
-    def on_ack(self, member: str, recv: list[int], known: int, stable_num: int = 0) -> None:
+    def on_ack(self, member: str, recv: list[int], known: int, clock: int = 0) -> None:
         j = self.index.get(member)
         if j is None or j == self.me or len(recv) != self.n:
             return
-        if stable_num > self.ack_stable[j]:
-            self.ack_stable[j] = stable_num
+        if clock > self.ack_clock[j]:  # a later acknowledgement (clock and sent count only grow)
+            self.ack_clock[j] = clock
+            self.ack_seq[j] = recv[j]
         row = self.acks[j]
         self.dirty = True
         for s, k in enumerate(recv):
@@ -168,8 +190,6 @@ class ViewStream:
         self.ack_known[self.me] = self.known
         stable = [min(col) for col in zip(*self.acks, strict=True)]
         stable_num = min(self.ack_known)
-        self.ack_stable[self.me] = stable_num
-        self.stable2_num = min(self.ack_stable)
         if stable != self.stable or stable_num != self.stable_num:
             self.stable = stable
             self.stable_num = stable_num
@@ -204,18 +224,32 @@ class ViewStream:
         """May ``msg`` (causally deliverable) be delivered as far as total and safe order go?"""
         if msg.order < TOTAL:
             return True
+        if self.evs:
+            return self._key_ordered(msg, s, k)
         num = self.num_of.get(msg.mid)
         if num is None or num != self.numbered + 1:
             return False
-        if msg.order == SAFE or self.evs:
-            # evs: a number counts once every member knows it, so that every component that may
-            # survive a partition orders the message the same way
+        if msg.order == SAFE:
             self.refresh_stable()
-            if (self.stable2_num if self.evs else self.stable_num) < num:
-                return False
-            if msg.order == SAFE and self.stable[s] < k:
+            if self.stable_num < num or self.stable[s] < k:
                 return False
         self.numbered = num
+        return True
+
+    def _key_ordered(self, msg: Msg, s: int, k: int) -> bool:
+        totals = self.totals
+        if totals[0][1] != s or totals[0][2] != k:
+            return False  # a total message with a lower key is held and undelivered
+        ts, recv = msg.ts, self.recv
+        for j in range(self.n):
+            if j != s and j != self.me and self.last_ts[j] < ts and (
+                    self.ack_clock[j] < ts or recv[j] < self.ack_seq[j]):
+                return False  # j may still send a message with a lower key
+        if msg.order == SAFE:
+            self.refresh_stable()
+            if self.stable[s] < k:
+                return False
+        heappop(totals)
         return True
 
     def _number(self, new_numbers: list[str]) -> None:
@@ -269,7 +303,7 @@ class ViewStream:
 
     def all_stable(self) -> bool:
         self.refresh_stable()
-        return (self.stable2_num if self.evs else self.stable_num) >= self.known and all(
+        return self.stable_num >= self.known and all(
             st >= rc for st, rc in zip(self.stable, self.recv, strict=True))
 
     def retransmit(self, s: int, first: int, last: int) -> list[bytes]:

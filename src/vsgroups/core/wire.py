@@ -20,8 +20,8 @@ FIFO, CAUSAL, TOTAL, SAFE = range(4)
 
 class K(IntEnum):
     HB = 0  # [HB, None, {group: view id}]
-    DATA = 1  # [DATA, g, view, seq, order, vt, mid, payload]
-    ACK = 2  # [ACK, g, view, acked vector, known numbers, waiting for stability, stable numbers]
+    DATA = 1  # [DATA, g, view, seq, order, vt, mid, payload, lamport time (evs; else 0)]
+    ACK = 2  # [ACK, g, view, acked vector, known numbers, waiting for stability, lamport clock (evs)]
     NUM = 3  # [NUM, g, view, first number, [mid, ...]]
     NAK = 4  # [NAK, g, view, sender index, from seq, to seq]
     NUMNAK = 5  # [NUMNAK, g, view, from number]
@@ -40,6 +40,7 @@ class K(IntEnum):
     STATEREQ = 18  # [STATEREQ, g, view, [missing indexes]]
     STATEDONE = 19  # [STATEDONE, g, view]
     DIRECT = 20  # [DIRECT, g, payload]
+    MERGE = 21  # [MERGE, g, pid, addr]: pid, at addr, is in another configuration of g (evs)
 
 
 def pack(obj: Any) -> bytes:
@@ -53,11 +54,11 @@ def unpack(data: bytes) -> Any:
 class Msg:
     """An application message of one view: the unit of the reliable streams (PROTOCOLS.md §2)."""
 
-    __slots__ = ("mid", "sender", "view", "seq", "order", "vt", "payload", "raw")
+    __slots__ = ("mid", "sender", "view", "seq", "order", "vt", "payload", "raw", "ts")
 
     def __init__(
         self, mid: str, sender: str, view: str, seq: int, order: int, vt: list[int], payload: bytes,
-        raw: bytes | None = None,
+        raw: bytes | None = None, ts: int = 0,
     ) -> None:
         self.mid = mid
         self.sender = sender
@@ -67,19 +68,21 @@ class Msg:
         self.vt = vt
         self.payload = payload
         self.raw = raw
+        self.ts = ts  # evs: Lamport time, which orders total messages the same way in every component
 
     def encode(self, group: str) -> bytes:
         if self.raw is None:
-            self.raw = pack([K.DATA, group, self.view, self.seq, self.order, self.vt, self.mid, self.payload])
+            self.raw = pack([K.DATA, group, self.view, self.seq, self.order, self.vt, self.mid, self.payload,
+                             self.ts])
         return self.raw
 
     @classmethod
     def decode(cls, fields: list[Any], raw: bytes) -> Msg:
-        _, _, view, seq, order, vt, mid, payload = fields
+        _, _, view, seq, order, vt, mid, payload, ts = fields
         if not (isinstance(seq, int) and isinstance(order, int) and 0 <= order < 4 and isinstance(mid, str)
-                and isinstance(vt, list) and isinstance(payload, bytes)):
+                and isinstance(vt, list) and isinstance(payload, bytes) and isinstance(ts, int)):
             raise ValueError("malformed DATA message")
-        return cls(mid, sender_of(mid), view, seq, order, vt, payload, raw)
+        return cls(mid, sender_of(mid), view, seq, order, vt, payload, raw, ts)
 
 
 def sender_of(mid: str) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .scenario import FAULTS, Outcome, Spec, run
+from .scenario import FAULTS, MODELS, Outcome, Spec, run
 from .timeline import timeline
 
 
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", type=_faults, default=FAULTS,
                         help=f"comma-separated fault kinds, or 'none' (default: {','.join(FAULTS)})")
     parser.add_argument("--duration", type=float, help="virtual seconds of workload and faults")
+    parser.add_argument("--model", choices=MODELS, default="vs",
+                        help="group model: vs (primary component, the default) or evs (every component runs)")
     parser.add_argument("--trace", type=Path, metavar="DIR",
                         help="write traces to DIR, replacing its *.jsonl (a sweep: failing seeds in DIR/N)")
     parser.add_argument("--timeline", action="store_true", help="print the timeline (of a sweep's failures)")
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _quiet()
     try:
-        spec = Spec(args.seed if args.seed is not None else 0, args.nodes, args.faults)
+        spec = Spec(args.seed if args.seed is not None else 0, args.nodes, args.faults, model=args.model)
         if args.duration is not None:
             spec = replace(spec, duration=args.duration)
     except ValueError as exc:

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..core import Config, NodeCore
 from ..core import events as ev
+from ..core.wire import view_epoch
 from ..trace import TraceWriter
 from .network import Network
 
@@ -49,6 +50,7 @@ class SimProcess:
     views: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     delivered: int = 0
     incarnations: int = 1
+    epochs: dict[str, int] = field(default_factory=dict)  # stable storage: newest epoch per group
 
     @property
     def pid(self) -> str:
@@ -58,9 +60,10 @@ class SimProcess:
 class Simulation:
     def __init__(
         self, seed: int = 0, config: Config | None = None, trace_dir: str | Path | None = None,
-        latency: tuple[float, float] = (0.0002, 0.002), tick: float = 0.005,
+        latency: tuple[float, float] = (0.0002, 0.002), tick: float = 0.005, model: str = "vs",
     ) -> None:
         self.seed = seed
+        self.model = model  # of every group: "vs" (primary component) or "evs"
         self.cfg = config or Config()
         self.trace_dir = trace_dir
         self.tick_interval = tick
@@ -116,9 +119,12 @@ class Simulation:
         self._start(proc)
         return proc
 
-    def _incarnate(self, name: str, addr: str, inc: int) -> tuple[NodeCore, TraceWriter]:
-        core = NodeCore(name, inc, addr, self.cfg, seed=self.seed)
-        return core, TraceWriter(self.trace_dir, name, inc, lambda: self.now)
+    def _incarnate(
+        self, name: str, addr: str, inc: int, counter: int | None = None
+    ) -> tuple[NodeCore, TraceWriter]:
+        """``counter``: the message ids an incarnation that recovers has used (None: a new one)."""
+        core = NodeCore(name, inc, addr, self.cfg, seed=self.seed, counter=counter or 0)
+        return core, TraceWriter(self.trace_dir, name, inc, lambda: self.now, recovered=counter is not None)
 
     def _seeds(self) -> list[str]:
         return [p.addr for p in self.procs.values()]
@@ -127,7 +133,8 @@ class Simulation:
         first = proc.incarnations == 1  # a restarted process remembers that its groups exist
         for group in proc.groups:
             proc.digests[group] = ""
-            proc.core.join(group, self._seeds(), self.now, founder=first and group in proc.founds)
+            proc.core.join(group, self._seeds(), self.now, founder=first and group in proc.founds,
+                           model=self.model)
         self._handle(proc)
         self.at(self.now + self.rng.uniform(0, self.tick_interval), self._tick, proc, proc.core)
 
@@ -159,6 +166,28 @@ class Simulation:
             raise ValueError(f"{name} is running: crash it first")
         proc.up = True
         self._next_incarnation(proc)
+
+    def recover(self, name: str) -> None:
+        """Start a crashed process again with its identifier and its stable storage (evs groups only,
+        1994 §2): it recovers the groups it was a member of with the state it had (every delivery is
+        taken to be written through to storage), and joins the others anew."""
+        proc = self.procs[name]
+        if proc.up:
+            raise ValueError(f"{name} is running: crash it first")
+        if self.model != "evs":
+            raise ValueError("only evs groups recover with stable storage; vs processes restart")
+        proc.up = True
+        proc.core, proc.trace = self._incarnate(proc.name, proc.addr, proc.core.inc, proc.core.counter)
+        seeds = self._seeds()
+        for group in proc.groups:
+            if group in proc.epochs and group in proc.views:
+                proc.core.recover(group, seeds, self.now, proc.epochs[group])
+            else:
+                proc.views.pop(group, None)
+                proc.digests[group] = ""
+                proc.core.join(group, seeds, self.now, model=self.model)
+        self._handle(proc)
+        self.at(self.now + self.rng.uniform(0, self.tick_interval), self._tick, proc, proc.core)
 
     def pause(self, name: str, duration: float) -> None:
         proc = self.procs[name]
@@ -211,7 +240,7 @@ class Simulation:
             raise ValueError(f"{name} already belongs to group {group!r}")
         proc.groups.append(group)
         proc.digests[group] = ""
-        proc.core.join(group, self._seeds(), self.now)
+        proc.core.join(group, self._seeds(), self.now, model=self.model)
         self._handle(proc)
 
     def leave(self, name: str, group: str) -> None:
@@ -278,6 +307,7 @@ class Simulation:
                     (proc.digests[out.group] + out.msg).encode() + out.payload).hexdigest()[:16]
         elif isinstance(out, ev.ViewInstalled):
             proc.views[out.group] = (out.view, out.members)
+            proc.epochs[out.group] = max(proc.epochs.get(out.group, 0), view_epoch(out.view))
         elif isinstance(out, ev.NeedState):
             core.provide_state(out.group, out.view, proc.digests[out.group].encode(), self.now)
         elif isinstance(out, ev.StateReady):

@@ -29,6 +29,12 @@ processes that belong to it, and keeps it for ``SETTLE`` seconds (no suspicion p
 process then stops cleanly and the checker verifies the traces, with the liveness property; the
 members of each group must also hold the same replicated state. ``docs/simulation.md`` has the
 rates and ranges of every fault.
+
+With ``model="evs"`` every group runs in extended virtual synchrony: no component ever blocks, so
+no quorum limits the faults, and the replicated states are not compared (components that merge
+keep what each did apart; reconciling it is the application's business in EVS). Half the crashed
+processes recover with their identifier and stable storage (1994 §2) instead of restarting as new
+incarnations.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from ..core.wire import name_inc, view_epoch
 from .cluster import Simulation
 
 ORDERS = ("fifo", "causal", "total", "safe")
+MODELS = ("vs", "evs")
 FAULTS = ("crash", "partition", "pause", "loss", "dup", "reorder", "spike", "join", "leave")
 GROUPS = ("a", "b", "c")
 #: Protocol timings of every simulated run: fast failure detection keeps runs short in virtual time.
@@ -74,8 +81,11 @@ class Spec:
     nodes: int | None = None
     faults: tuple[str, ...] = FAULTS
     duration: float = DURATION
+    model: str = "vs"
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}: use {' or '.join(MODELS)}")
         unknown = [f for f in self.faults if f not in FAULTS]
         if unknown:
             raise ValueError(f"unknown fault kind {', '.join(unknown)}: use {','.join(FAULTS)}")
@@ -85,6 +95,8 @@ class Spec:
     def options(self) -> str:
         """The command-line options beyond ``--seed`` that reproduce this spec."""
         opts = [] if self.nodes is None else [f"--nodes {self.nodes}"]
+        if self.model != "vs":
+            opts.append(f"--model {self.model}")
         if self.faults != FAULTS:
             opts.append(f"--faults {','.join(self.faults) or 'none'}")
         if self.duration != DURATION:
@@ -101,7 +113,7 @@ class Outcome:
     nodes: int = 0
     converged: bool = False
     converge_time: float | None = None  # virtual seconds from the final heal to a stable convergence
-    digests_agree: bool = False
+    digests_agree: bool | None = None  # None: not compared (evs, where components diverge)
     violations: list[Violation] = field(default_factory=list)
     error: str | None = None  # the traceback, if the simulated code raised
     log: list[tuple[float, str]] = field(default_factory=list)  # faults and membership changes
@@ -117,7 +129,8 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.converged and self.digests_agree and not self.violations
+        return (self.error is None and self.converged and self.digests_agree is not False
+                and not self.violations)
 
     def problems(self) -> list[str]:
         if self.error is not None:
@@ -127,7 +140,7 @@ class Outcome:
         if not self.converged:
             out.append(f"convergence: the live processes did not converge on one view per group within "
                        f"{CONVERGE_LIMIT:g}s of the final heal")
-        elif not self.digests_agree:
+        elif self.digests_agree is False:
             out.append("state: the members of a group ended with different replicated states")
         return out
 
@@ -148,7 +161,7 @@ def run(spec: Spec, trace_dir: str | Path | None = None) -> Outcome:
     checked = time.process_time()
     outcome.cpu_time = checked - started
     if outcome.error is None:
-        outcome.violations = check_dir(trace_dir, live=True)
+        outcome.violations = check_dir(trace_dir, live=True, model=spec.model)
         outcome.check_time = time.process_time() - checked
     return outcome
 
@@ -160,7 +173,8 @@ class _Run:
         self.spec = spec
         self.rng = random.Random(f"{spec.seed}/scenario")
         drawn = self.rng.choice((5, 6, 7))
-        self.sim = Simulation(seed=spec.seed, config=CONFIG, trace_dir=trace_dir, tick=TICK)
+        self.sim = Simulation(seed=spec.seed, config=CONFIG, trace_dir=trace_dir, tick=TICK, model=spec.model)
+        self.evs = spec.model == "evs"
         self.outcome = Outcome(spec, nodes=spec.nodes or drawn)
         self.t_end = spec.duration
         self.final = False
@@ -236,10 +250,17 @@ class _Run:
         if rng.random() < 0.7:
             sim.at(sim.now + rng.uniform(0.2, 3.0), self.restart, victim)
 
-    def restart(self, name: str) -> None:
-        if not self.final and not self.sim.procs[name].up:
+    def restart(self, name: str, final: bool = False) -> None:
+        """Restart a crashed process: as a new incarnation, or (evs, half the time) with its identifier
+        and stable storage."""
+        if (self.final and not final) or self.sim.procs[name].up:
+            return
+        if self.evs and self.rng.random() < 0.5:
+            self.sim.recover(name)
+            self.log(f"recover {self.sim.procs[name].pid} from stable storage{' (final)' if final else ''}")
+        else:
             self.sim.restart(name)
-            self.log(f"restart {name} as {self.sim.procs[name].pid}")
+            self.log(f"restart {name} as {self.sim.procs[name].pid}{' (final)' if final else ''}")
 
     def fault_partition(self) -> None:
         sim, rng = self.sim, self.rng
@@ -359,7 +380,13 @@ class _Run:
 
     def survivable(self, lost: set[str], groups: Iterable[str] | None = None) -> bool:
         """Would every view ``groups`` (all by default) may be in keep a quorum of live incarnations
-        if the processes named in ``lost`` died?"""
+        if the processes named in ``lost`` died? EVS groups never block, but one whose every member
+        is gone is gone (nobody founds it again): it must keep a live member that has its state."""
+        if self.evs:
+            return all(any(p.name not in lost and (e := p.core.groups.get(group)) is not None
+                           and e.state == "member" and not e.leaving and e.awaiting_state is None
+                           for p in self.sim.live())
+                       for group in (self.sim.groups() if groups is None else groups))
         return all(
             is_quorum(members, {m for m in members if self.alive(m) and name_inc(m)[0] not in lost})
             for group in (self.sim.groups() if groups is None else groups) for members in self.views(group)
@@ -367,7 +394,7 @@ class _Run:
 
     def progresses(self, components: list[list[str]], paused: Collection[str]) -> bool:
         """Would every group keep a quorum of its views up, unpaused and in one component?"""
-        return all(self.primary_side(members, components, paused) is not None
+        return self.evs or all(self.primary_side(members, components, paused) is not None
                    for group in self.sim.groups() for members in self.views(group))
 
     def primary_side(self, members: tuple[str, ...], components: list[list[str]],
@@ -387,9 +414,11 @@ class _Run:
         that may give up — and ending one incarnation ends the process's membership of *every*
         group."""
         sim = self.sim
-        risk = self.paused() | {name for name, until in self.spiked.items() if until > sim.now}
-        risk |= {p.name for p in sim.live() for e in p.core.groups.values()
-                 if e.state == "joining" or e.awaiting_state is not None}
+        risk = {p.name for p in sim.live() for e in p.core.groups.values()
+                if e.state == "joining" or e.awaiting_state is not None}
+        if self.evs:
+            return risk  # evs excludes nobody: partitions, pauses and spikes only split configurations
+        risk |= self.paused() | {name for name, until in self.spiked.items() if until > sim.now}
         components = self.components() if components is None else components
         if len(components) < 2:
             return risk
@@ -416,9 +445,7 @@ class _Run:
         sim.heal()
         self.log("final heal")
         for proc in list(sim.procs.values()):
-            if not proc.up:
-                sim.restart(proc.name)
-                self.log(f"restart {proc.name} as {proc.pid} (final)")
+            self.restart(proc.name, final=True)
         sim.run_until(max(p.paused_until for p in sim.procs.values()))
         healed = sim.now
         deadline = healed + CONVERGE_LIMIT
@@ -429,8 +456,9 @@ class _Run:
                 if sim.converged():
                     outcome.converged = True
                     outcome.converge_time = converged_at - healed
-        outcome.digests_agree = all(
-            len({p.digests.get(g) for p in sim.live() if g in p.groups}) <= 1 for g in sim.groups())
+        if not self.evs:
+            outcome.digests_agree = all(
+                len({p.digests.get(g) for p in sim.live() if g in p.groups}) <= 1 for g in sim.groups())
         outcome.deliveries = sum(p.delivered for p in sim.procs.values())
         outcome.processes = len(sim.procs)
         outcome.incarnations = sum(p.incarnations for p in sim.procs.values())

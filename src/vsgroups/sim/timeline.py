@@ -66,12 +66,12 @@ def _process(path: Path) -> list[tuple[float, str]]:
                     out.append((t, tally.line(group)))
                     del tallies[group]
                 out.append((t, f"{group}: leaves"))
-            elif kind in ("start", "stop"):
+            elif kind in ("start", "stop", "recover"):
                 stopped = kind == "stop"
-                if stopped:
+                if kind != "start":  # a recovery follows a crash, which ended every view
                     out.extend((t, tally.line(g)) for g, tally in sorted(tallies.items()))
                     tallies.clear()
-                out.append((t, kind))
+                out.append((t, "recovers from stable storage" if kind == "recover" else kind))
     if not stopped:
         out.extend((t, tally.line(g)) for g, tally in sorted(tallies.items()))
         out.append((t, "trace ends without stop (crashed, or excluded and restarted)"))
