@@ -125,21 +125,28 @@ def marks(members: Sequence[Member]) -> dict[str, int]:
     return {m.name: m.mark() for m in members}
 
 
+async def partition_and_heal(network: Network, cluster: Cluster, members: list[Member],
+                             components: list[list[Member]], cut: Callable[[], None]) -> None:
+    """``cut()`` the network into ``components``: each forms a configuration of exactly its members
+    and keeps delivering, side by side; after the heal all of them merge, with the same incarnations."""
+    since = marks(members)
+    cut()
+    for component in components:
+        await configuration(cluster, component, since)
+    await progress(cluster, components)
+    since = marks(members)
+    network.heal()
+    await configuration(cluster, members, since)
+
+
 def test_split_three_two_both_sides_go_on_and_merge(tmp_path: Path, network: Network) -> None:
     """Split 3+2 with the coordinator in the smaller side: each side installs a configuration of its
     own members after a transitional one, and both keep delivering; after the heal the same five
     incarnations merge."""
 
     async def scenario(cluster: Cluster, members: list[Member]) -> None:
-        sides = [members[:2], members[2:]]
-        since = marks(members)
-        network.cut([[1, 2], [3, 4, 5]])
-        for side in sides:
-            await configuration(cluster, side, since)
-        await progress(cluster, sides)
-        since = marks(members)
-        network.heal()
-        await configuration(cluster, members, since)
+        await partition_and_heal(network, cluster, members, [members[:2], members[2:]],
+                                 lambda: network.cut([[1, 2], [3, 4, 5]]))
 
     run(tmp_path, network, scenario)
 
@@ -149,15 +156,8 @@ def test_split_two_two_one_every_component_goes_on_and_merges(tmp_path: Path, ne
     its own casts alone, and merge after the heal."""
 
     async def scenario(cluster: Cluster, members: list[Member]) -> None:
-        components = [members[:2], members[2:4], members[4:]]
-        since = marks(members)
-        network.cut([[1, 2], [3, 4], [5]])
-        for c in components:
-            await configuration(cluster, c, since)
-        await progress(cluster, components)
-        since = marks(members)
-        network.heal()
-        await configuration(cluster, members, since)
+        await partition_and_heal(network, cluster, members, [members[:2], members[2:4], members[4:]],
+                                 lambda: network.cut([[1, 2], [3, 4], [5]]))
 
     run(tmp_path, network, scenario)
 
@@ -168,17 +168,12 @@ def test_one_way_cut_splits_off_the_host_which_merges_after_the_heal(tmp_path: P
     configuration without it and go on, it forms its own, and after the heal the same incarnations
     merge."""
 
-    async def scenario(cluster: Cluster, members: list[Member]) -> None:
-        victim, *others = members
-        components = [[victim], others]
-        since = marks(members)
+    def cut() -> None:
         for i in network.hosts[1:]:
             network.cut_one_way(1, i)
-        await configuration(cluster, others, since)
-        await configuration(cluster, [victim], since)
-        await progress(cluster, components)
-        since = marks(members)
-        network.heal()
-        await configuration(cluster, members, since)
+
+    async def scenario(cluster: Cluster, members: list[Member]) -> None:
+        victim, *others = members
+        await partition_and_heal(network, cluster, members, [others, [victim]], cut)
 
     run(tmp_path, network, scenario)

@@ -36,6 +36,8 @@ FOUND_EVS = {  # seeds of ``vsgroups sim --model evs``
          "forever for the leaver's promise, though it answered that it had left (liveness)",
     288: "two configurations of one group whose members shared another group never learned of each "
          "other: heartbeats named only the groups their receiver shared (liveness)",
+    404: "the members waited for the least of them to propose the next configuration, but it had left "
+         "the group without them (liveness)",
 }
 PENDING: set[tuple[str, int]] = set()  # (model, seed) whose core fix has not landed yet (xfail)
 

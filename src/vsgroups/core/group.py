@@ -604,12 +604,17 @@ class GroupEngine:
             if addr != self.node.addr:
                 self.node.send(addr, probe)
 
+    def _evs_proposer(self, targets: list[str]) -> str:
+        """The least of ``targets`` that is not leaving: a leaver may be gone from the group already
+        (it answers only a proposal, with the news that it is not a member)."""
+        return next((t for t in targets if t not in self.leaves or t == self.me), targets[0])
+
     def _maybe_propose_evs(self, now: float) -> None:
         targets = self._evs_targets(now)
         if self.promised is not None and self.promised[1] != self.me and now - self.promised_at < (
                 self.cfg.proposal_timeout):
             return  # another proposal is under way
-        if targets[0] != self.me and self.promised is None:
+        if self._evs_proposer(targets) != self.me and self.promised is None:
             return  # the least process of the would-be configuration proposes
         # (or one whose promise went stale: its proposer failed, and it stays blocked until some
         # proposal finishes what that one may have decided)
@@ -626,7 +631,7 @@ class GroupEngine:
 
     def _coordinator(self) -> str:
         if self.evs:
-            return self._evs_targets(self.node.now)[0]
+            return self._evs_proposer(self._evs_targets(self.node.now))
         suspects = self._suspects()
         return next((m for m in self.members if m not in suspects), self.me)
 
