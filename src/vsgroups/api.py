@@ -155,6 +155,7 @@ class Group:
         self._left: asyncio.Future[None] | None = None
         self._room = asyncio.Event()
         self._room.set()
+        self._recovering = False  # its next view is the configuration it recovers into, alone
         self.active = True
 
     @property
@@ -285,7 +286,10 @@ class Group:
         self.view = ViewChange(self.name, out.view, out.members, out.prev, out.kind, out.primary)
         self.replica.view_changed(self.view)
         storage = self.node._storage
-        if storage is not None and out.kind == "regular":
+        # The configuration a recovered process forms alone holds no newer state than its checkpoint:
+        # logging it would make it look like the last to fail.
+        recovering, self._recovering = self._recovering, False
+        if storage is not None and out.kind == "regular" and not recovering:
             names = (name_inc(m)[0] for m in out.members)  # last-to-fail is about processes, not incarnations
             storage.view_log(self.name).append(ViewRecord.from_view(out.view, names))
             if self.model == "evs":
@@ -407,6 +411,7 @@ class Node:
         if stored is not None:
             epoch, state = stored
             handle.replica.set_state(_decode(state))
+            handle._recovering = True
             seeds = list(dict.fromkeys([*self.seeds])) or [self.address]
             self._core_call(lambda core, now: core.recover(group, seeds, now, epoch))
         else:
