@@ -17,9 +17,10 @@ A group in primary-component mode legitimately blocks forever once a quorum of i
 dead, and a run that ends that way proves nothing. So permanent faults (crashes, leaves) are drawn
 only when every view a group may currently be in (the newest installed, or a successor already
 accepted) keeps a quorum of live incarnations — counting as dead every process *at risk*: one that
-is paused, behind a long latency spike, cut off from a group's primary side, joining, or waiting
-for state, because the group may exclude it (or it may give up joining), and ending one incarnation
-ends the process's membership of all its groups. Temporary faults (partitions, pauses, long spikes)
+is paused, behind a long latency spike, cut off from a group's primary side, left behind by a view
+change it has not heard of yet, joining, or waiting for state, because the group may exclude it
+(or it may give up joining), and ending one incarnation ends the process's membership of all its
+groups. Temporary faults (partitions, pauses, long spikes)
 obey the same rule, and partitions and pauses also keep, for every group, a quorum of the newest
 view up, unpaused and in one component — except for a fraction (``BLOCKING``) that cut every quorum
 and so make the group wait for the heal. Faults stop after ``duration``; then the final phase
@@ -408,9 +409,10 @@ class _Run:
 
     def at_risk(self, components: list[list[str]] | None = None) -> set[str]:
         """Processes whose incarnation may end without a crash: a member of any group that the group
-        may exclude (paused, behind a long latency spike, or cut off from the group's primary side
-        by the partition ``components``, the current one by default — every member if no side holds
-        a quorum, since whichever side forms one first at the heal excludes the others), or a joiner
+        may exclude or has excluded already (paused, behind a long latency spike, left behind, or cut
+        off from the group's primary side by the partition ``components``, the current one by
+        default — every member if no side holds a quorum, since whichever side forms one first at
+        the heal excludes the others), or a joiner
         that may give up — and ending one incarnation ends the process's membership of *every*
         group."""
         sim = self.sim
@@ -419,6 +421,7 @@ class _Run:
         if self.evs:
             return risk  # evs excludes nobody: partitions, pauses and spikes only split configurations
         risk |= self.paused() | {name for name, until in self.spiked.items() if until > sim.now}
+        risk |= self.left_behind()
         components = self.components() if components is None else components
         if len(components) < 2:
             return risk
@@ -427,6 +430,18 @@ class _Run:
                 side = self.primary_side(members, components) or []  # no side: anyone may win the heal
                 risk |= {name_inc(m)[0] for m in members if name_inc(m)[0] not in side}
         return risk
+
+    def left_behind(self) -> set[str]:
+        """Processes still in a view of some group that the group has already succeeded without
+        them: they will learn that they were excluded, and restart."""
+        newest: dict[str, tuple[int, tuple[str, ...]]] = {}
+        for proc in self.sim.live():
+            for group, e in proc.core.groups.items():
+                if e.view_id is not None:
+                    newest[group] = max(newest.get(group, (-1, ())), (view_epoch(e.view_id), e.members))
+        return {p.name for p in self.sim.live() for group, e in p.core.groups.items()
+                if e.view_id is not None and view_epoch(e.view_id) < newest[group][0]
+                and e.me not in newest[group][1]}
 
     def paused(self) -> set[str]:
         return {p.name for p in self.sim.live() if self.sim.paused(p.name)}
