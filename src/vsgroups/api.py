@@ -412,7 +412,7 @@ class Node:
             epoch, state = stored
             handle.replica.set_state(_decode(state))
             handle._recovering = True
-            seeds = list(dict.fromkeys([*self.seeds])) or [self.address]
+            seeds = self._seed_list()
             self._core_call(lambda core, now: core.recover(group, seeds, now, epoch))
         else:
             first_seed = self.seeds[:1] in ([], [self.address])
@@ -424,8 +424,11 @@ class Node:
             raise
         return handle
 
+    def _seed_list(self, also: Iterable[str] = ()) -> list[str]:
+        return list(dict.fromkeys([*self.seeds, *also])) or [self.address]
+
     def _join_core(self, group: str, founder: bool, also: Iterable[str] = ()) -> None:
-        seeds = list(dict.fromkeys([*self.seeds, *also])) or [self.address]
+        seeds = self._seed_list(also)
         model = self.groups[group].model
         self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder, model=model))
 
