@@ -28,7 +28,7 @@ def evs_cluster(tmp_path: Path) -> Cluster:
     return Cluster(tmp_path, rate=RATE, suspect_timeout=SUSPECT, model="evs", stable_storage=True)
 
 
-async def crash(cluster: Cluster, member: Member) -> None:
+async def crash(member: Member) -> None:
     member.kill(signal.SIGKILL)
     await member.proc.wait()
 
@@ -50,7 +50,7 @@ def test_a_member_recovers_with_its_identifier_and_state_and_merges(tmp_path: Pa
             await cluster.load(True)
             await cluster.wait_delivered(members, "kv", PROGRESS)
             victim = members[2]
-            await crash(cluster, victim)
+            await crash(victim)
             await cluster.wait_view("kv", members[:2])
             await cluster.wait_delivered(members[:2], "kv", PROGRESS)
             again = await cluster.restart(victim)
@@ -77,10 +77,10 @@ def test_after_a_total_failure_the_last_to_fail_holds_the_newest_state(tmp_path:
             await cluster.load(True)
             for survivors in (members[:2], members[:1]):
                 await cluster.wait_delivered(survivors + [members[len(survivors)]], "kv", PROGRESS // 2)
-                await crash(cluster, members[len(survivors)])
+                await crash(members[len(survivors)])
                 await cluster.wait_view("kv", survivors)
             await cluster.wait_delivered(members[:1], "kv", PROGRESS // 2)
-            await crash(cluster, members[0])
+            await crash(members[0])
             again = [await cluster.restart(m) for m in members]
             joined = await asyncio.gather(*(m.wait_for("joined", g="kv") for m in again))
             logged = {m.name: ViewRecord.from_json(j["last_view"])
