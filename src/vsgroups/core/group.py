@@ -533,17 +533,17 @@ class GroupEngine:
             self._finish("excluded", now, f"not admitted within {self.cfg.join_timeout}s; joining anew")
             return
         if self.founder and not self.heard and now - self.join_started >= self.cfg.found_timeout:
-            value = {"from": None, "id": f"0.0.{self.me}", "members": [self.me],
-                     "addrs": {self.me: self.node.addr}, "order": [], "msgs": {}, "state_from": None,
-                     "joiners": [self.me], "voters": []}
-            self._install(value, now, joined=True)
+            self._install_alone(0, now, primary=True)
 
     def recover(self, epoch: int, now: float) -> None:
         """See ``NodeCore.recover``."""
-        value = {"from": None, "id": f"{epoch + 1}.0.{self.me}", "members": [self.me],
-                 "addrs": {self.me: self.node.addr}, "state_from": None, "joiners": [self.me], "voters": [],
-                 "primary": False, "parts": {}}
-        self._install(value, now, joined=True)
+        self._install_alone(epoch + 1, now, primary=False)
+
+    def _install_alone(self, epoch: int, now: float, primary: bool) -> None:
+        """A view of this process alone: the founding of the group, or a recovery (evs)."""
+        self._install({"from": None, "id": f"{epoch}.0.{self.me}", "members": [self.me],
+                       "addrs": {self.me: self.node.addr}, "state_from": None, "joiners": [self.me],
+                       "voters": [], "primary": primary, "parts": {}}, now, joined=True)
 
     def _tick_membership(self, now: float) -> None:
         if self.commit_unacked and now >= self.commit_retry_at:

@@ -50,7 +50,6 @@ class SimProcess:
     views: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     delivered: int = 0
     incarnations: int = 1
-    epochs: dict[str, int] = field(default_factory=dict)  # stable storage: newest epoch per group
 
     @property
     def pid(self) -> str:
@@ -129,12 +128,18 @@ class Simulation:
     def _seeds(self) -> list[str]:
         return [p.addr for p in self.procs.values()]
 
-    def _start(self, proc: SimProcess) -> None:
-        first = proc.incarnations == 1  # a restarted process remembers that its groups exist
+    def _start(self, proc: SimProcess, stored: dict[str, int] | None = None) -> None:
+        """Join every group of ``proc``; recover those in ``stored`` (group: newest epoch) instead."""
+        # a restarted or recovered process remembers that its groups exist: it never founds them
+        first = proc.incarnations == 1 and stored is None
+        seeds = self._seeds()
         for group in proc.groups:
+            if stored is not None and group in stored:
+                proc.core.recover(group, seeds, self.now, stored[group])
+                continue
+            proc.views.pop(group, None)
             proc.digests[group] = ""
-            proc.core.join(group, self._seeds(), self.now, founder=first and group in proc.founds,
-                           model=self.model)
+            proc.core.join(group, seeds, self.now, founder=first and group in proc.founds, model=self.model)
         self._handle(proc)
         self.at(self.now + self.rng.uniform(0, self.tick_interval), self._tick, proc, proc.core)
 
@@ -177,17 +182,11 @@ class Simulation:
         if self.model != "evs":
             raise ValueError("only evs groups recover with stable storage; vs processes restart")
         proc.up = True
-        proc.core, proc.trace = self._incarnate(proc.name, proc.addr, proc.core.inc, proc.core.counter)
-        seeds = self._seeds()
-        for group in proc.groups:
-            if group in proc.epochs and group in proc.views:
-                proc.core.recover(group, seeds, self.now, proc.epochs[group])
-            else:
-                proc.views.pop(group, None)
-                proc.digests[group] = ""
-                proc.core.join(group, seeds, self.now, model=self.model)
-        self._handle(proc)
-        self.at(self.now + self.rng.uniform(0, self.tick_interval), self._tick, proc, proc.core)
+        old = proc.core  # what it had in memory stands for what it had on disk
+        stored = {group: view_epoch(e.view_id) for group, e in old.groups.items()
+                  if e.state == "member" and e.awaiting_state is None and e.view_id is not None}
+        proc.core, proc.trace = self._incarnate(proc.name, proc.addr, old.inc, old.counter)
+        self._start(proc, stored)
 
     def pause(self, name: str, duration: float) -> None:
         proc = self.procs[name]
@@ -307,7 +306,6 @@ class Simulation:
                     (proc.digests[out.group] + out.msg).encode() + out.payload).hexdigest()[:16]
         elif isinstance(out, ev.ViewInstalled):
             proc.views[out.group] = (out.view, out.members)
-            proc.epochs[out.group] = max(proc.epochs.get(out.group, 0), view_epoch(out.view))
         elif isinstance(out, ev.NeedState):
             core.provide_state(out.group, out.view, proc.digests[out.group].encode(), self.now)
         elif isinstance(out, ev.StateReady):
