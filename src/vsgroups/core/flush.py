@@ -30,7 +30,7 @@ delivered from each sender (``delivered``), the contiguous prefix it holds of ea
   messages by: a causal order, and the same order in every component, so components that deliver
   the same total messages of V deliver them alike. The delivered-first messages form a prefix
   (a reporter that delivered a total message delivered every total message with a lower key) and
-  are delivered in V itself (``regular_prefix``); the rest in the transitional configuration.
+  are delivered in V itself; the rest in the transitional configuration.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ from .wire import TOTAL, Msg, unpack
 
 def final_set(
     members: list[str], reports: list[dict[str, Any]], evs: bool = False
-) -> tuple[list[str], dict[str, bytes]]:
-    """Return (F's delivery order as message ids, the encoded messages of that order by id)."""
+) -> tuple[list[str], dict[str, bytes], int]:
+    """Return (F's delivery order as message ids, the encoded messages of that order by id, how many
+    of the first ones some reporter already delivered)."""
     n = len(members)
     held: dict[tuple[int, int], Msg] = {}
     numbers: dict[str, int] = {}
@@ -75,13 +76,14 @@ def final_set(
                     break
     todo = [held[(s, k)] for s in range(n) for k in range(lo[s] + 1, hi[s] + 1)]
     seen = [max(r["d"][s] for r in reports) for s in range(n)]
+    index = {m: s for s, m in enumerate(members)}
     if evs:
-        index = {m: s for s, m in enumerate(members)}
         todo.sort(key=lambda m: (m.seq > seen[index[m.sender]], m.ts, index[m.sender]))
         order = [m.mid for m in todo]
     else:
         order = _order(todo, members, numbers, seen)
-    return order, {m.mid: m.raw for m in todo if m.raw is not None}
+    delivered = sum(m.seq <= seen[index[m.sender]] for m in todo)
+    return order, {m.mid: m.raw for m in todo if m.raw is not None}, delivered
 
 
 def _order(todo: list[Msg], members: list[str], numbers: dict[str, int], seen: list[int]) -> list[str]:
@@ -128,16 +130,3 @@ def _order(todo: list[Msg], members: list[str], numbers: dict[str, int], seen: l
         raise AssertionError("cycle in the final order: numbering was not causal")
     return order
 
-
-def regular_prefix(
-    members: list[str], order: list[str], msgs: dict[str, bytes], reports: list[dict[str, Any]]
-) -> int:
-    """EVS: how much of F is delivered in the old regular configuration (1994 step 6b) — what some
-    member of the component already delivered there, which is a prefix of F. The rest goes to the
-    transitional configuration."""
-    seen = {m: max(r["d"][s] for r in reports) for s, m in enumerate(members)}
-    for i, mid in enumerate(order):
-        msg = Msg.decode(unpack(msgs[mid]), msgs[mid])
-        if msg.seq > seen[msg.sender]:
-            return i
-    return len(order)

@@ -684,7 +684,7 @@ class GroupEngine:
         joiners = {pid: addr for pid, (addr, _) in self.joins.items()}
         members, joined = new_members(self.members, set(p.promises), self.leaves, joiners)
         reports = [p.promises[m] for m in self.members if m in p.promises]
-        order, msgs = final_set(list(self.members), reports)
+        order, msgs, _ = final_set(list(self.members), reports)
         addrs = {m: self.addrs.get(m) or joiners[m] for m in members}
         assert self.view_id is not None
         return {

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .flush import final_set, regular_prefix
+from .flush import final_set
 from .wire import view_epoch
 
 Ballot = tuple[int, str]
@@ -119,9 +119,9 @@ def evs_value(
             part = dict(earlier["parts"][view], t=sorted(transitional))
             bound = True
         else:
-            order, msgs = final_set(old, reports, evs=True)
+            order, msgs, delivered = final_set(old, reports, evs=True)
             part = {"t": sorted(transitional), "order": order, "msgs": msgs,
-                    "split": regular_prefix(old, order, msgs, reports)}
+                    "split": delivered}  # 1994 step 6b: that prefix is delivered in the old configuration
         members += [m for m in old if m in transitional and m not in leavers]
         parts[view] = part
         primary = primary or (reports[0]["p"] and is_quorum(tuple(old), set(transitional)))
