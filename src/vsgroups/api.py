@@ -493,6 +493,9 @@ class Node:
                 if core is not self._core:
                     return
                 outputs = core.take_outputs()
+            for group in self.groups.values():
+                if not group._room.is_set() and group.name in core.groups and not group._backlogged():
+                    group._room.set()
         finally:
             # frames leave later, from the transport's writer tasks: a send is on disk before its
             # frame is on the wire, so a SIGKILL never loses a traced event that others saw
@@ -532,9 +535,6 @@ class Node:
             self._on_left(group)
         elif isinstance(out, ev.Excluded) and core is self._core:
             self._restart(out.reason)
-        if isinstance(out, ev.Flushed | ev.Delivered | ev.Sent | ev.ViewInstalled):
-            if out.group in core.groups and not group._backlogged():
-                group._room.set()
 
     def _on_left(self, group: Group) -> None:
         group.active = False

@@ -23,10 +23,12 @@ class Config:
     ack_refresh: float = 0.2
     #: A gap that persists this long is repaired by a negative acknowledgement.
     nak_delay: float = 0.03
-    #: Flow control: at most this many of a sender's messages may be unstable at once.
+    #: Flow control: at most this many of a sender's casts may be unstable at once.
     window: int = 1000
     #: ... and at most this many payload bytes (a larger message still goes out alone).
     window_bytes: int = 8 << 20
+    #: Casts waiting to be sent together travel as one message of at most this many payload bytes.
+    batch_bytes: int = 64 << 10
     #: A view change that has not completed after this long is restarted with a higher ballot.
     proposal_timeout: float = 1.5
     #: How often a joiner repeats its join request, and a committer its commit.

@@ -113,7 +113,9 @@ class GroupEngine:
             raise_not_member(self.name, self.state, self.leaving)
         self.pending.append((mid, ORDERS.index(order), payload))
         self.pending_bytes += len(payload)
-        self.progress(now)
+        # stamped when the node's outputs are taken: a run of casts is stamped, delivered here and
+        # sent as one batch, not one pass over the data path per message
+        self.node.deferred[self] = None
 
     def leave(self, now: float) -> None:
         if self.state == "joining":
@@ -384,13 +386,10 @@ class GroupEngine:
             self._deliver_ready(stream)
             # a joiner sends only once it holds the state its casts are based on
             while self.pending and self.awaiting_state is None and self._window_open(stream):
-                mid, order, payload = self.pending.popleft()
-                self.pending_bytes -= len(payload)
-                msg = stream.stamp(mid, order, payload)
-                self._emit(ev.Sent(self.name, mid, ORDERS[order], stream.view))
-                self._broadcast(msg.encode(self.name))
+                while self.pending and self._window_open(stream):
+                    self._send_run(stream)
                 self.ack_dirty = True
-                stream.refresh_stable()
+                stream.refresh_stable()  # alone in its view, a sender's messages are stable at once
                 self._deliver_ready(stream)
         if self.ack_dirty and now - self.ack_sent >= self.cfg.ack_delay:
             self._send_ack(now)
@@ -407,11 +406,39 @@ class GroupEngine:
             self.ack_dirty = True
 
     def _window_open(self, stream: ViewStream) -> bool:
-        unstable = stream.unstable_own()
-        return unstable == 0 or (unstable < self.cfg.window and stream.own_bytes < self.cfg.window_bytes)
+        held = stream.own_casts
+        return held == 0 or (held < self.cfg.window and stream.own_bytes < self.cfg.window_bytes)
 
-    def _deliver(self, msg: Msg) -> None:
-        self._emit(ev.Delivered(self.name, msg.mid, msg.sender, ORDERS[msg.order], msg.view, msg.payload))
+    def _send_run(self, stream: ViewStream) -> None:
+        """Stamp and send, as one message, the longest run of pending casts with one ordering that
+        fits in ``batch_bytes`` (a larger cast goes alone) and in the window."""
+        pending = self.pending
+        order = pending[0][1]
+        room = self.cfg.window - stream.own_casts
+        budget = self.cfg.batch_bytes
+        mids: list[str] = []
+        payloads: list[bytes] = []
+        size = 0
+        while pending and len(mids) < room:
+            mid, o, payload = pending[0]
+            if o != order or (mids and size + len(payload) > budget):
+                break
+            pending.popleft()
+            mids.append(mid)
+            payloads.append(payload)
+            size += len(payload)
+        self.pending_bytes -= size
+        msg = stream.stamp(mids, order, payloads)
+        name, view, order_name = self.name, stream.view, ORDERS[order]
+        for mid in mids:
+            self._emit(ev.Sent(name, mid, order_name, view))
+        self._broadcast(msg.encode(name))
+
+    def _deliver(self, msg: Msg, view: str | None = None) -> None:
+        """Deliver the casts of ``msg`` (in ``view``; by default its own)."""
+        name, sender, order, view = self.name, msg.sender, ORDERS[msg.order], view or msg.view
+        for mid, payload in zip(msg.mids, msg.payloads, strict=True):
+            self._emit(ev.Delivered(name, mid, sender, order, view, payload))
 
     def _send_ack(self, now: float) -> None:
         stream = self.stream
@@ -764,7 +791,7 @@ class GroupEngine:
             if msg.seq > stream.delivered[s]:
                 stream.delivered[s] = msg.seq
                 view = self.view_id if i < part["split"] else transitional
-                self._emit(ev.Delivered(self.name, msg.mid, msg.sender, ORDERS[msg.order], view, msg.payload))
+                self._deliver(msg, view)
         if part["split"] >= len(part["order"]):
             self._emit(ev.ViewInstalled(self.name, transitional, tuple(part["t"]), self.view_id,
                                         primary=False, kind="transitional"))

@@ -158,11 +158,7 @@ class NodeCore:
                 self._dispatch(sender, raw, now)
         finally:
             self.batching = False
-        while self.deferred:
-            engine = next(iter(self.deferred))
-            del self.deferred[engine]
-            engine.progress(now)
-        self._drain(now)
+        self._progress_deferred(now)
 
     def tick(self, now: float) -> None:
         if self.dead:
@@ -174,6 +170,9 @@ class NodeCore:
         self._drain(now)
 
     def take_outputs(self) -> list[ev.Output]:
+        """The outputs of every call since the last take. Casts are stamped and sent here, so that
+        the casts between two takes go out together."""
+        self._progress_deferred(self.now)
         budget = self.cfg.frame_budget
         for addr, msgs in self.outbox.items():
             batch: list[bytes] = []
@@ -273,6 +272,13 @@ class NodeCore:
                 self.send_to(sender, pack([K.LEAVE, fields[1], self.pid, True]))
         except Exception as exc:
             log.warning("dropped a malformed message from %s: %r", sender, exc)
+
+    def _progress_deferred(self, now: float) -> None:
+        while self.deferred:
+            engine = next(iter(self.deferred))
+            del self.deferred[engine]
+            engine.progress(now)
+        self._drain(now)
 
     def _drain(self, now: float) -> None:
         """Handle messages this node sent to itself (a proposer is also an acceptor)."""

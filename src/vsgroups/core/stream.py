@@ -46,7 +46,7 @@ class ViewStream:
     __slots__ = (
         "group", "view", "members", "index", "me", "n", "sequencer", "held", "recv", "delivered", "seq",
         "num_of", "mid_of_num", "known", "numbered", "acks", "ack_known", "stable", "stable_num",
-        "collected", "collected_num", "seen", "ordered", "dirty", "own_bytes", "acked", "evs",
+        "collected", "collected_num", "seen", "ordered", "dirty", "own_bytes", "own_casts", "acked", "evs",
         "clock", "last_ts", "ack_clock", "ack_seq", "totals",
     )
 
@@ -78,7 +78,8 @@ class ViewStream:
         self.seen = [0] * n  # highest sequence known to exist, per sender (for gap repair)
         self.ordered = [0] * n  # the sequencer's numbering frontier (see _number)
         self.dirty = True  # acknowledgements changed since stability was last computed
-        self.own_bytes = 0  # payload bytes of our own messages still held (flow control)
+        self.own_bytes = 0  # payload bytes of our own messages still held (flow control)...
+        self.own_casts = 0  # ...and how many casts they carry
         # evs ordering (see the module docstring)
         self.clock = 0  # Lamport time: the highest time sent or received here
         self.last_ts = [0] * n  # per sender, the time of its message recv[s]
@@ -88,7 +89,7 @@ class ViewStream:
 
     # -- sending and receiving -------------------------------------------------------------------
 
-    def stamp(self, mid: str, order: int, payload: bytes) -> Msg:
+    def stamp(self, mids: list[str], order: int, payloads: list[bytes]) -> Msg:
         self.seq += 1
         vt = self.delivered.copy()
         vt[self.me] = self.seq
@@ -97,12 +98,13 @@ class ViewStream:
             self.clock = ts = self.last_ts[self.me] = self.clock + 1
             if order >= TOTAL:
                 heappush(self.totals, (ts, self.me, self.seq))
-        msg = Msg(mid, self.members[self.me], self.view, self.seq, order, vt, payload, ts=ts)
+        msg = Msg(mids, self.members[self.me], self.view, self.seq, order, vt, payloads, ts=ts)
         msg.encode(self.group)
         self.held[self.me][self.seq] = msg
         self.recv[self.me] = self.seen[self.me] = self.acked[self.me] = self.seq
         self.dirty = True
-        self.own_bytes += len(payload)
+        self.own_bytes += msg.size
+        self.own_casts += len(mids)
         return msg
 
     def receive(self, msg: Msg) -> bool:
@@ -285,7 +287,8 @@ class ViewStream:
             for k in range(self.collected[s] + 1, limit + 1):
                 msg = stream.pop(k, None)
                 if msg is not None and s == self.me:
-                    self.own_bytes -= len(msg.payload)
+                    self.own_bytes -= msg.size
+                    self.own_casts -= len(msg.mids)
             if limit > self.collected[s]:
                 self.collected[s] = limit
         limit = min(self.stable_num, self.numbered)
@@ -297,9 +300,6 @@ class ViewStream:
             self.collected_num = limit
 
     # -- queries ---------------------------------------------------------------------------------
-
-    def unstable_own(self) -> int:
-        return self.seq - self.stable[self.me]
 
     def all_stable(self) -> bool:
         self.refresh_stable()

@@ -20,7 +20,7 @@ FIFO, CAUSAL, TOTAL, SAFE = range(4)
 
 class K(IntEnum):
     HB = 0  # [HB, None, {group: view id}]
-    DATA = 1  # [DATA, g, view, seq, order, vt, mid, payload, lamport time (evs; else 0)]
+    DATA = 1  # [DATA, g, view, seq, order, vt, [mid, ...], [payload, ...], lamport time (evs; else 0)]
     ACK = 2  # [ACK, g, view, acked vector, known numbers, waiting for stability, lamport clock (evs)]
     NUM = 3  # [NUM, g, view, first number, [mid, ...]]
     NAK = 4  # [NAK, g, view, sender index, from seq, to seq]
@@ -52,37 +52,51 @@ def unpack(data: bytes) -> Any:
 
 
 class Msg:
-    """An application message of one view: the unit of the reliable streams (PROTOCOLS.md §2)."""
+    """An application message of one view: the unit of the reliable streams (PROTOCOLS.md §2).
 
-    __slots__ = ("mid", "sender", "view", "seq", "order", "vt", "payload", "raw", "ts")
+    One unit carries a run of casts of its sender with the same ordering (``mids`` and
+    ``payloads``, at least one): the sender stamps them together, and every member delivers them
+    together, in their cast order, where it would deliver the unit. Sequencing, vector timestamps,
+    numbering, acknowledgements and retransmission are per unit, so their cost is shared by the
+    run (1987b §5: batching). ``mid``, the first id, names the unit."""
+
+    __slots__ = ("mid", "mids", "sender", "view", "seq", "order", "vt", "payloads", "raw", "ts", "size")
 
     def __init__(
-        self, mid: str, sender: str, view: str, seq: int, order: int, vt: list[int], payload: bytes,
-        raw: bytes | None = None, ts: int = 0,
+        self, mids: list[str], sender: str, view: str, seq: int, order: int, vt: list[int],
+        payloads: list[bytes], raw: bytes | None = None, ts: int = 0,
     ) -> None:
-        self.mid = mid
+        self.mid = mids[0]
+        self.mids = mids
         self.sender = sender
         self.view = view
         self.seq = seq
         self.order = order
         self.vt = vt
-        self.payload = payload
+        self.payloads = payloads
         self.raw = raw
         self.ts = ts  # evs: Lamport time, which orders total messages the same way in every component
+        self.size = sum(map(len, payloads))
 
     def encode(self, group: str) -> bytes:
         if self.raw is None:
-            self.raw = pack([K.DATA, group, self.view, self.seq, self.order, self.vt, self.mid, self.payload,
-                             self.ts])
+            self.raw = pack([K.DATA, group, self.view, self.seq, self.order, self.vt, self.mids,
+                             self.payloads, self.ts])
         return self.raw
 
     @classmethod
     def decode(cls, fields: list[Any], raw: bytes) -> Msg:
-        _, _, view, seq, order, vt, mid, payload, ts = fields
-        if not (isinstance(seq, int) and isinstance(order, int) and 0 <= order < 4 and isinstance(mid, str)
-                and isinstance(vt, list) and isinstance(payload, bytes) and isinstance(ts, int)):
+        _, _, view, seq, order, vt, mids, payloads, ts = fields
+        if not (isinstance(seq, int) and isinstance(order, int) and 0 <= order < 4 and isinstance(vt, list)
+                and isinstance(mids, list) and isinstance(payloads, list) and isinstance(ts, int)
+                and 0 < len(mids) == len(payloads) and all(isinstance(m, str) for m in mids)
+                and all(isinstance(p, bytes) for p in payloads)):
             raise ValueError("malformed DATA message")
-        return cls(mid, sender_of(mid), view, seq, order, vt, payload, raw, ts)
+        sender = sender_of(mids[0])
+        prefix = sender + ":"
+        if not all(m.startswith(prefix) for m in mids):
+            raise ValueError("DATA message with casts of several senders")
+        return cls(mids, sender, view, seq, order, vt, payloads, raw, ts)
 
 
 def sender_of(mid: str) -> str:
