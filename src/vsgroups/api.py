@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -41,8 +41,9 @@ ALL = -2
 _CAST, _QUERY, _REPLY = 0, 1, 2
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
+    """A delivered message (immutable; a named tuple, which is the cheapest immutable record)."""
+
     group: str
     msg_id: str
     sender: str
@@ -259,22 +260,27 @@ class Group:
             queue.put_nowait(event)
 
     def _on_delivered(self, out: ev.Delivered) -> None:
-        body = _decode(out.payload)
-        kind = body[0]
-        if kind == _CAST:
-            msg = Delivery(self.name, out.msg, out.sender, out.order, out.view, body[1])
-            self.replica.apply(msg)
-            self._publish(msg)
-        elif kind == _QUERY:
-            msg = Delivery(self.name, out.msg, out.sender, out.order, out.view, body[2])
-            try:
-                answer = self.replica.query(msg)
-            except Exception as exc:  # a failing handler still answers, so the caller does not wait
-                log.exception("query handler of group %s failed", self.name)
-                answer = {"error": repr(exc)}
-            reply = _encode([_REPLY, body[1], answer])
-            with contextlib.suppress(NotAMember):
-                self.node._core.send_direct(self.name, out.sender, reply, self.node._now())
+        name, sender, order, view = self.name, out.sender, out.order, out.view
+        apply = self.replica.apply
+        for mid, payload in zip(out.msgs, out.payloads, strict=True):
+            body = _decode(payload)
+            if body[0] == _CAST:
+                msg = Delivery(name, mid, sender, order, view, body[1])
+                apply(msg)
+                if self._queues:
+                    self._publish(msg)
+            elif body[0] == _QUERY:
+                self._answer(Delivery(name, mid, sender, order, view, body[2]), body[1])
+
+    def _answer(self, msg: Delivery, qid: str) -> None:
+        try:
+            answer = self.replica.query(msg)
+        except Exception as exc:  # a failing handler still answers, so the caller does not wait
+            log.exception("query handler of group %s failed", self.name)
+            answer = {"error": repr(exc)}
+        reply = _encode([_REPLY, qid, answer])
+        with contextlib.suppress(NotAMember):
+            self.node._core.send_direct(self.name, msg.sender, reply, self.node._now())
 
     def _on_direct(self, out: ev.DirectReceived) -> None:
         body = _decode(out.payload)

@@ -41,10 +41,12 @@ class TraceWriter:
         if self.file is None:
             return
         if isinstance(event, ev.Delivered):
-            self.write("deliver", g=event.group, msg=event.msg, sender=event.sender, order=event.order,
-                       view=event.view)
+            for msg in event.msgs:
+                self.write("deliver", g=event.group, msg=msg, sender=event.sender, order=event.order,
+                           view=event.view)
         elif isinstance(event, ev.Sent):
-            self.write("send", g=event.group, msg=event.msg, order=event.order, view=event.view)
+            for msg in event.msgs:
+                self.write("send", g=event.group, msg=msg, order=event.order, view=event.view)
         elif isinstance(event, ev.ViewInstalled):
             self.write("view", g=event.group, view=event.view, members=sorted(event.members), kind=event.kind,
                        primary=event.primary, prev=event.prev)

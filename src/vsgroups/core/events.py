@@ -32,22 +32,25 @@ class ViewInstalled:
 
 @dataclass(slots=True)
 class Sent:
-    """A cast was stamped and sent in ``view`` (flow control and view changes may delay it)."""
+    """Casts ``msgs`` were stamped and sent in ``view``, in this order (flow control and view changes
+    may delay them)."""
 
     group: str
-    msg: str
+    msgs: list[str]
     order: str
     view: str
 
 
 @dataclass(slots=True)
 class Delivered:
+    """Casts ``msgs`` of ``sender``, with ``payloads``, were delivered in ``view``, in this order."""
+
     group: str
-    msg: str
+    msgs: list[str]
     sender: str
     order: str
     view: str
-    payload: bytes
+    payloads: list[bytes]
 
 
 @dataclass(slots=True)

@@ -429,16 +429,13 @@ class GroupEngine:
             size += len(payload)
         self.pending_bytes -= size
         msg = stream.stamp(mids, order, payloads)
-        name, view, order_name = self.name, stream.view, ORDERS[order]
-        for mid in mids:
-            self._emit(ev.Sent(name, mid, order_name, view))
-        self._broadcast(msg.encode(name))
+        self._emit(ev.Sent(self.name, mids, ORDERS[order], stream.view))
+        self._broadcast(msg.encode(self.name))
 
     def _deliver(self, msg: Msg, view: str | None = None) -> None:
         """Deliver the casts of ``msg`` (in ``view``; by default its own)."""
-        name, sender, order, view = self.name, msg.sender, ORDERS[msg.order], view or msg.view
-        for mid, payload in zip(msg.mids, msg.payloads, strict=True):
-            self._emit(ev.Delivered(name, mid, sender, order, view, payload))
+        self._emit(ev.Delivered(self.name, msg.mids, msg.sender, ORDERS[msg.order], view or msg.view,
+                                msg.payloads))
 
     def _send_ack(self, now: float) -> None:
         stream = self.stream

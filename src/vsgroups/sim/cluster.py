@@ -300,10 +300,11 @@ class Simulation:
             return False
         proc.trace.record(out)
         if isinstance(out, ev.Delivered):
-            proc.delivered += 1
+            proc.delivered += len(out.msgs)
             if out.order in ("total", "safe"):  # the replicated state: only totally ordered updates
-                proc.digests[out.group] = hashlib.sha256(
-                    (proc.digests[out.group] + out.msg).encode() + out.payload).hexdigest()[:16]
+                for mid, payload in zip(out.msgs, out.payloads, strict=True):
+                    proc.digests[out.group] = hashlib.sha256(
+                        (proc.digests[out.group] + mid).encode() + payload).hexdigest()[:16]
         elif isinstance(out, ev.ViewInstalled):
             proc.views[out.group] = (out.view, out.members)
         elif isinstance(out, ev.NeedState):
