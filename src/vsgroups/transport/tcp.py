@@ -11,7 +11,9 @@ caller passes to ``send``.
 
 Sending.  ``send`` is synchronous and never blocks: it encodes the payload into authenticated wire
 units (:mod:`vsgroups.transport.framing`) and appends them to the destination's queue, whose writer
-task drains it into the socket.  The writer feeds the socket only while asyncio's write buffer is
+task drains it into the socket; a one-unit frame that finds the queue empty and the connection up
+and unpaused is written at once instead (it would be the writer's next write anyway, and this saves
+the latency of waking the writer).  The writer feeds the socket only while asyncio's write buffer is
 below its high-water mark (``pause_writing``/``resume_writing``), so queued bytes stay in the
 queue, where the scheduler can still reorder them, instead of in a buffer it cannot.  Each batch
 first starts every frame that has not started yet, in FIFO order, up to ``_BATCH_BYTES``, then sends
@@ -255,11 +257,17 @@ class _Peer:
         self._queued = 0  # bytes in _pending and _active
         self._wake = asyncio.Event()
         self._transport: asyncio.Transport | None = None
+        self._protocol: _OutboundProtocol | None = None
         self._backoff = _INITIAL_BACKOFF
         self._retry_at = 0.0
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"vsgroups-send-{addr}")
 
     def enqueue(self, units: list[bytes]) -> None:
+        transport, protocol = self._transport, self._protocol
+        if (len(units) == 1 and transport is not None and protocol is not None and not protocol.paused
+                and not protocol.lost and not (self._pending or self._active)):
+            transport.write(units[0])
+            return
         self._pending.append(deque(units))
         self._queued += sum(map(len, units))
         if self._queued > self._max_queue_bytes:
@@ -337,11 +345,11 @@ class _Peer:
                 continue
             connected_at = loop.time()
             logger.debug("connected to %s", self.addr)
-            self._transport = transport
+            self._transport, self._protocol = transport, protocol
             try:
                 await self._pump(transport, protocol)
             finally:
-                self._transport = None
+                self._transport = self._protocol = None
                 transport.abort()
             dropped = self._drop_all()
             if loop.time() - connected_at >= _MAX_BACKOFF:
