@@ -245,3 +245,45 @@ def test_send_limits_and_close_is_prompt_and_idempotent() -> None:
             transport.send("127.0.0.1:9", b"x")
 
     run(main())
+
+
+def test_on_read_done_follows_the_frames_of_each_read() -> None:
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            calls: list[str] = []
+            inbox = Inbox()
+
+            def on_frame(frame: bytes) -> None:
+                calls.append("frame")
+                inbox(frame)
+
+            receiver = await start(stack, on_frame, on_read_done=lambda: calls.append("done"))
+            sender = await start(stack, Inbox())
+            for i in range(200):
+                sender.send(receiver.address, b"frame-%d" % i)
+            await wait(inbox.until(lambda frames: len(frames) == 200))
+            assert calls[-1] == "done"  # the last read, like every read, ends with on_read_done
+            assert "done done" not in " ".join(calls)  # never called for a read without frames
+            assert calls.count("frame") == 200 and 1 <= calls.count("done") <= 200
+            assert inbox.frames == [b"frame-%d" % i for i in range(200)]
+
+    run(main())
+
+
+def test_the_transport_runs_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")  # installed with the test extras on Linux
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            inbox_a, inbox_b = Inbox(), Inbox()
+            a = await start(stack, inbox_a)
+            b = await start(stack, inbox_b)
+            big = os.urandom(2 * MIB)  # several chunks: the queued path as well as the direct one
+            a.send(b.address, b"first")
+            a.send(b.address, big)
+            b.send(a.address, b"reply")
+            await wait(inbox_b.until(lambda frames: len(frames) == 2))
+            await wait(inbox_a.until(lambda frames: frames == [b"reply"]))
+            assert sorted(inbox_b.frames, key=len) == [b"first", big]
+
+    uvloop.run(asyncio.wait_for(main(), GUARD))

@@ -376,7 +376,8 @@ class Node:
         await self.close()
 
     async def start(self) -> None:
-        self._transport = TcpTransport(self.listen, self.key, self._on_frame, max_frame=self.config.max_frame)
+        self._transport = TcpTransport(self.listen, self.key, self._on_frame, max_frame=self.config.max_frame,
+                                       on_read_done=self._after_read)
         await self._transport.start()
         inc, counter = int(time.time() * 1000), None
         if self._storage is not None:
@@ -467,8 +468,11 @@ class Node:
 
     def _on_frame(self, data: bytes) -> None:
         if not self._closed:
-            self._core.receive(data, self._now())
-            self._schedule()
+            self._core.receive(data, self._now())  # acted on when the read is done
+
+    def _after_read(self) -> None:
+        if not self._closed:
+            self._process()
 
     def _schedule(self) -> None:
         if not self._scheduled:

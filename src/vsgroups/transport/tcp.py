@@ -33,7 +33,9 @@ dropped; frames already partly written are finished so the receiver is never lef
 frame, and the newest frame is always kept.
 
 Receiving.  Each accepted connection has its own ``FrameDecoder``; complete frames are passed to
-``on_frame`` synchronously, in order of completion, from ``data_received``.  Units that fail
+``on_frame`` synchronously, in order of completion, from ``data_received``, and ``on_read_done``
+(if given) is called after the frames of one read: the node acts on all of them together, at
+once, rather than a scheduling round later.  Units that fail
 authentication or are malformed are dropped and logged by the decoder; a ``FramingError`` (the
 stream lost synchronisation, e.g. garbage or another protocol on the port) is logged and closes
 that connection only.  An exception from ``on_frame`` is logged with its traceback and the
@@ -51,6 +53,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 from vsgroups.transport.framing import (
     DEFAULT_CHUNK_SIZE,
@@ -105,11 +108,13 @@ class TcpTransport:
 
     def __init__(self, listen: str, key: bytes, on_frame: Callable[[bytes], None], *,
                  chunk_size: int = DEFAULT_CHUNK_SIZE, max_frame: int = DEFAULT_MAX_FRAME,
-                 max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES) -> None:
+                 max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+                 on_read_done: Callable[[], None] | None = None) -> None:
         self._listen = parse_address(listen)
         self._encoder = FrameEncoder(key, chunk_size, max_frame=max_frame)
         self._key = key
         self._on_frame = on_frame
+        self._on_read_done = on_read_done
         self._max_frame = max_frame
         self._max_unit = chunk_size + UNIT_OVERHEAD
         self._max_queue_bytes = max_queue_bytes
@@ -189,7 +194,7 @@ class _InboundProtocol(asyncio.Protocol):
         self._peer = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
         _set_nodelay(transport)
         peername = transport.get_extra_info("peername")
         self._peer = _format_address(*peername[:2]) if peername else "?"
@@ -213,6 +218,11 @@ class _InboundProtocol(asyncio.Protocol):
                 on_frame(frame)
             except Exception:
                 logger.exception("on_frame raised on a frame from %s; connection kept", self._peer)
+        if frames and self._owner._on_read_done is not None:
+            try:
+                self._owner._on_read_done()
+            except Exception:
+                logger.exception("on_read_done raised after a read from %s; connection kept", self._peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
