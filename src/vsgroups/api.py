@@ -175,10 +175,12 @@ class Group:
 
     def _cast(self, data: bytes, order: str) -> str:
         self._check()
-        mid = self.node._core_call(lambda core, now: core.cast(self.name, data, order, now))
-        if self.node._storage is not None:
-            self.node._storage.reserve(self.node._core.counter)
-        return str(mid)
+        node = self.node
+        mid = node._core.cast(self.name, data, order, node._now())  # the hot path: no _core_call closure
+        node._schedule()
+        if node._storage is not None:
+            node._storage.reserve(node._core.counter)
+        return mid
 
     def checkpoint(self) -> None:
         """Write the replica's state to the node's stable storage now (``Node(data_dir=...)``, evs
@@ -349,6 +351,7 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
         self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop
         self._storage = Storage(data_dir) if data_dir is not None else None
         self._recovered = False  # this incarnation recovered its identity from the data_dir
         self.last_views: dict[str, ViewRecord] = {}  # per group, the last view logged before this start
@@ -376,6 +379,7 @@ class Node:
         await self.close()
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._transport = TcpTransport(self.listen, self.key, self._on_frame, max_frame=self.config.max_frame,
                                        on_read_done=self._after_read)
         await self._transport.start()
@@ -459,7 +463,7 @@ class Node:
     # -- driving the core --------------------------------------------------------------------------
 
     def _now(self) -> float:
-        return asyncio.get_running_loop().time()
+        return self._loop.time()
 
     def _core_call(self, fn: Callable[[NodeCore, float], Any]) -> Any:
         result = fn(self._core, self._now())
@@ -477,7 +481,7 @@ class Node:
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._deferred)
+            self._loop.call_soon(self._deferred)
 
     def _deferred(self) -> None:
         self._scheduled = False
