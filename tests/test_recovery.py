@@ -1,7 +1,9 @@
-"""Last-to-fail computation (1987a §3.6, after Skeen) and the durable view log it reads."""
+"""Last-to-fail computation (1987a §3.6, after Skeen), the durable view log it reads, and when the
+runtime writes it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -9,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vsgroups import Node, Replica, ViewChange
 from vsgroups.recovery import LastToFail, ViewLog, ViewRecord, last_to_fail, parse_epoch
+from vsgroups.storage import Storage
 
 V1 = ViewRecord("1.0.a", 1, ("a", "b", "c"))
 V2 = ViewRecord("2.0.a", 2, ("a", "b"))
@@ -274,3 +278,25 @@ def test_view_log_compacts(tmp_path: Path) -> None:
     assert len(lines) < 6
     assert ViewLog.load(path, keep=3).records == tuple(recs[-3:])
     assert not (tmp_path / "g.views.tmp").exists()
+
+
+# --- the runtime logs a view before anyone hears of it -----------------------------------------------
+
+
+def test_a_view_is_logged_and_checkpointed_before_the_application_hears_of_it(tmp_path: Path) -> None:
+    """A crash right after the application saw a view (and perhaps told someone) must still find the
+    view in the log, or last-to-fail would name the wrong process."""
+    seen: list[tuple[str, str | None, bool]] = []
+
+    class Watch(Replica):
+        def view_changed(self, view: ViewChange) -> None:
+            on_disk = Storage(tmp_path).view_log("g").last()  # a fresh reader: what a recovery would see
+            seen.append((view.view, on_disk.view if on_disk else None, Storage(tmp_path).checkpoint("g")
+                         is not None))
+
+    async def main() -> None:
+        async with Node("a", key=b"k", data_dir=tmp_path, found=True) as node:
+            await node.join("g", Watch(), model="evs", timeout=30)
+
+    asyncio.run(main())
+    assert seen and all(view == logged and checkpointed for view, logged, checkpointed in seen), seen

@@ -292,16 +292,18 @@ class Group:
 
     def _on_view(self, out: ev.ViewInstalled) -> None:
         self.view = ViewChange(self.name, out.view, out.members, out.prev, out.kind, out.primary)
-        self.replica.view_changed(self.view)
         storage = self.node._storage
         # The configuration a recovered process forms alone holds no newer state than its checkpoint:
         # logging it would make it look like the last to fail.
         recovering, self._recovering = self._recovering, False
         if storage is not None and out.kind == "regular" and not recovering:
+            # on disk before anyone hears of the view: a crash right after the application (or a
+            # peer it told) saw the view must still find it in the log (last-to-fail)
             names = (name_inc(m)[0] for m in out.members)  # last-to-fail is about processes, not incarnations
             storage.view_log(self.name).append(ViewRecord.from_view(out.view, names))
             if self.model == "evs":
                 self.checkpoint()
+        self.replica.view_changed(self.view)
         self._publish(self.view)
         for query in self._queries.values():
             query.update(out.members)
