@@ -287,3 +287,35 @@ def test_the_transport_runs_under_uvloop() -> None:
             assert sorted(inbox_b.frames, key=len) == [b"first", big]
 
     uvloop.run(asyncio.wait_for(main(), GUARD))
+
+
+def test_close_is_prompt_even_when_a_connection_attempt_ends_as_it_is_cancelled() -> None:
+    """``asyncio.wait_for`` (3.11) swallows a cancellation that arrives as the awaited attempt ends;
+    a writer that swallowed it waited for new frames forever, and ``close()`` waited for the writer.
+    Each round ends the attempt a different number of loop iterations before ``close()``."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.create_connection
+        for iterations in range(6):
+            gate = asyncio.Event()
+
+            async def refused(*args: Any, gate: asyncio.Event = gate, **kwargs: Any) -> Any:
+                await gate.wait()
+                raise ConnectionRefusedError("refused by the test")
+
+            transport = TcpTransport("127.0.0.1:0", KEY, Inbox())
+            await transport.start()
+            loop.create_connection = refused  # type: ignore[method-assign]
+            try:
+                transport.send("127.0.0.1:9", b"frame")
+                for _ in range(3):
+                    await asyncio.sleep(0)  # the writer is now waiting for the connection
+                gate.set()
+                for _ in range(iterations):
+                    await asyncio.sleep(0)
+                await asyncio.wait_for(transport.close(), 5.0)
+            finally:
+                loop.create_connection = real  # type: ignore[method-assign]
+
+    run(main())

@@ -173,8 +173,12 @@ class Member:
         try:
             return await asyncio.wait_for(self.proc.wait(), timeout)
         except TimeoutError:
+            self.kill(signal.SIGUSR1)  # the member writes every thread's stack to its log first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 1.0)
             self.kill()
-            raise MemberExited(f"{self.name} did not quit within {timeout}s and was killed") from None
+            raise MemberExited(f"{self.name} did not quit within {timeout}s and was killed (its stacks "
+                               f"are in its log)") from None
 
 
 class Cluster:

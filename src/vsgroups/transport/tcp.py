@@ -344,9 +344,11 @@ class _Peer:
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                transport, protocol = await asyncio.wait_for(
-                    loop.create_connection(lambda: _OutboundProtocol(self._wake), self._host, self._port),
-                    _CONNECT_TIMEOUT)
+                # not asyncio.wait_for: in 3.11 it swallows a cancellation that arrives as the attempt
+                # ends, and this task would then outlive close()
+                async with asyncio.timeout(_CONNECT_TIMEOUT):
+                    transport, protocol = await loop.create_connection(
+                        lambda: _OutboundProtocol(self._wake), self._host, self._port)
             except OSError as exc:  # includes TimeoutError
                 dropped = self._drop_all()
                 logger.debug("cannot connect to %s (%s); dropped %d queued bytes, retry in %.2f s",
