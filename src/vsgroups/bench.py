@@ -15,7 +15,7 @@ So this module does what the anchor drivers do, with the public API only:
   for ``tail`` seconds after the window, so the window sees steady state only. After each workload
   every member flushes, so the next one starts quiet. The driver samples ``/proc/<pid>/stat``
   (CPU) and ``/proc/<pid>/status`` (VmRSS, VmHWM) of every member at both edges of the window:
-  CPU seconds per 1,000 delivered messages, and RSS at the start and the end of sustained load
+  CPU per delivered message, and RSS at the start and the end of sustained load
   (memory must stay flat).
 * Latency: one member that is not the sequencer (so total order pays its real path) casts one
   message at a time and waits for its own delivery; group RPC is the round trip of a ``query``
@@ -525,13 +525,13 @@ def table(result: dict[str, Any]) -> str:
            f"members are separate processes on 127.0.0.1 (TCP); warm-up {o['warmup']:g} s, "
            f"window {o['duration']:g} s, senders go on {o['tail']:g} s after it", ""]
     if result["throughput"]:
-        out.append("throughput: delivered msgs/s per member (mean over members, min–max); "
-                   "CPU s per 1,000 delivered; RSS of the largest member at the window's start → end")
-        head = ("N", "order", "size", "senders", "msgs/s", "min–max", "MB/s", "CPU s/1k", "RSS MiB", "peak")
+        out.append("throughput: delivered msgs/s per member (mean over members, min–max); CPU µs per "
+                   "delivered message per member; RSS of the largest member at the window's start → end")
+        head = ("N", "order", "size", "senders", "msgs/s", "min–max", "MB/s", "CPU µs", "RSS MiB", "peak")
         out += _grid(head,
                      [(str(r["members"]), r["order"], f"{r['size']} B", r["senders"],
                        f"{r['msgs_per_s']:,.0f}", f"{r['min']:,.0f}–{r['max']:,.0f}", f"{r['MB_per_s']:.2f}",
-                       _fmt(r.get("cpu_s_per_1k"), ".3f"),
+                       _fmt(None if r.get("cpu_s_per_1k") is None else r["cpu_s_per_1k"] * 1000, ".2f"),
                        f"{_fmt(r.get('rss_start_mib'), '.1f')} → {_fmt(r.get('rss_end_mib'), '.1f')}",
                        _fmt(r.get("peak_rss_mib"), ".1f")) for r in result["throughput"]])
     if result["latency"]:
