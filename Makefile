@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: test soak check
 
-# the whole suite, including the CI sample of simulated seeds (300 vs, 150 evs)
+# the whole suite, including the CI sample of simulated seeds (800 vs, 400 evs)
 test:
 	$(PYTHON) -m pytest -q
 
