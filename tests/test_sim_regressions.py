@@ -38,6 +38,9 @@ FOUND_EVS = {  # seeds of ``vsgroups sim --model evs``
          "other: heartbeats named only the groups their receiver shared (liveness)",
     404: "the members waited for the least of them to propose the next configuration, but it had left "
          "the group without them (liveness)",
+    1962: "a process that had left the group stayed a merge target (heard from as a member of another "
+          "configuration while it left); the proposal ignored its answer that it was not in the group "
+          "and waited for its promise, with every acknowledgement frozen (safe, liveness)",
 }
 PENDING: set[tuple[str, int]] = set()  # (model, seed) whose core fix has not landed yet (xfail)
 

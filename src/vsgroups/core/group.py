@@ -222,10 +222,16 @@ class GroupEngine:
         self.heard = True
 
     def on_leave(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
-        if fields[2] in self.members:
-            self.leaves.add(fields[2])
-            if len(fields) > 3 and fields[3] and fields[2] == sender:
+        pid = fields[2]
+        not_at_all = len(fields) > 3 and bool(fields[3]) and pid == sender
+        if pid in self.members:
+            self.leaves.add(pid)
+            if not_at_all:
                 self.absent.add(sender)  # not in the group at all: it will not vote
+        elif not_at_all and self.foreign.pop(pid, None) is not None:
+            # evs: a process we took for a member of another configuration has left the group
+            # (it answers our proposal so): the proposal must not wait for its promise
+            self.absent.add(pid)
 
     def on_prepare(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
         view, ballot = fields[2], (fields[3][0], fields[3][1])
