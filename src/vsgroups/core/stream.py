@@ -103,7 +103,7 @@ class ViewStream:
         self.held[self.me][self.seq] = msg
         self.recv[self.me] = self.seen[self.me] = self.acked[self.me] = self.seq
         self.dirty = True
-        self.own_bytes += msg.size
+        self.own_bytes += sum(map(len, payloads))
         self.own_casts += len(mids)
         return msg
 
@@ -287,7 +287,7 @@ class ViewStream:
             for k in range(self.collected[s] + 1, limit + 1):
                 msg = stream.pop(k, None)
                 if msg is not None and s == self.me:
-                    self.own_bytes -= msg.size
+                    self.own_bytes -= sum(map(len, msg.payloads))
                     self.own_casts -= len(msg.mids)
             if limit > self.collected[s]:
                 self.collected[s] = limit

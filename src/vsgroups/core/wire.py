@@ -60,7 +60,7 @@ class Msg:
     numbering, acknowledgements and retransmission are per unit, so their cost is shared by the
     run (1987b §5: batching). ``mid``, the first id, names the unit."""
 
-    __slots__ = ("mid", "mids", "sender", "view", "seq", "order", "vt", "payloads", "raw", "ts", "size")
+    __slots__ = ("mid", "mids", "sender", "view", "seq", "order", "vt", "payloads", "raw", "ts")
 
     def __init__(
         self, mids: list[str], sender: str, view: str, seq: int, order: int, vt: list[int],
@@ -76,7 +76,6 @@ class Msg:
         self.payloads = payloads
         self.raw = raw
         self.ts = ts  # evs: Lamport time, which orders total messages the same way in every component
-        self.size = sum(map(len, payloads))
 
     def encode(self, group: str) -> bytes:
         if self.raw is None:
