@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 ROUNDS, WARMUP, SIZE = 20_000, 1_000, 100
 
@@ -25,18 +26,20 @@ def _nodelay(transport: asyncio.BaseTransport) -> None:
 
 
 class _Reader(asyncio.Protocol):
-    def __init__(self, on_data: object) -> None:
+    transport: asyncio.Transport
+
+    def __init__(self, on_data: Callable[[_Reader, bytes], None]) -> None:
         self.on_data = on_data
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         _nodelay(transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a socket transport
 
     def data_received(self, data: bytes) -> None:
-        self.on_data(self, data)  # type: ignore[operator]
+        self.on_data(self, data)
 
 
-async def _connect(port: int, on_data: object) -> _Reader:
+async def _connect(port: int, on_data: Callable[[_Reader, bytes], None]) -> _Reader:
     loop = asyncio.get_running_loop()
     for _ in range(100):
         try:
@@ -53,7 +56,7 @@ async def _serve(role: str, port: int, back: int) -> None:
 
     def on_data(reader: _Reader, data: bytes) -> None:
         if role == "echo":
-            (out[0].transport if out else reader.transport).write(data)  # type: ignore[attr-defined]
+            (out[0].transport if out else reader.transport).write(data)
 
     server = await loop.create_server(lambda: _Reader(on_data), "127.0.0.1", port)
     print("ready", flush=True)
@@ -81,9 +84,9 @@ async def _ping(echo: int, home: int, sink: int) -> list[float]:
         fut = loop.create_future()
         waiting[:] = [fut]
         t0 = time.perf_counter()
-        peer.transport.write(b"x" * SIZE)  # type: ignore[attr-defined]
+        peer.transport.write(b"x" * SIZE)
         if third is not None:
-            third.transport.write(b"x" * SIZE)  # type: ignore[attr-defined]
+            third.transport.write(b"x" * SIZE)
         samples.append(await fut - t0)
     return sorted(samples[WARMUP:])
 
