@@ -383,7 +383,7 @@ class Node:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._transport = TcpTransport(self.listen, self.key, self._on_frame, max_frame=self.config.max_frame,
-                                       on_read_done=self._after_read)
+                                       on_read_done=self._act)
         await self._transport.start()
         inc, counter = int(time.time() * 1000), None
         if self._storage is not None:
@@ -476,7 +476,8 @@ class Node:
         if not self._closed:
             self._core.receive(data, self._now())  # acted on when the read is done
 
-    def _after_read(self) -> None:
+    def _act(self) -> None:
+        """Act on the core's outputs (after a read, or in the round a call scheduled)."""
         if not self._closed:
             self._process()
 
@@ -487,8 +488,7 @@ class Node:
 
     def _deferred(self) -> None:
         self._scheduled = False
-        if not self._closed:
-            self._process()
+        self._act()
 
     async def _tick_loop(self) -> None:
         while True:
