@@ -22,7 +22,9 @@ check:
 	$(PYTHON) -m ruff check src tests
 	$(PYTHON) -m mypy
 
-# vsgroups bench and the anchor peers (Corosync, JGroups, pysyncobj, etcd) in one run; writes docs/benchmarks.md
+# vsgroups bench and the anchor peers (Corosync, JGroups, pysyncobj, etcd) in one run; writes docs/benchmarks.md;
+# ANCHORS is the folder of the peers' drivers (not part of this repository)
 .PHONY: bench-compare
 bench-compare:
-	$(PYTHON) scripts/bench_compare.py
+	@test -n "$(ANCHORS)" || { echo "give the folder of the peers' drivers: make bench-compare ANCHORS=DIR"; exit 2; }
+	$(PYTHON) scripts/bench_compare.py --anchors $(ANCHORS)

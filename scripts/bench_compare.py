@@ -3,7 +3,8 @@
 
 Why one script: a ratio between two systems means something only if both were measured with the
 same workload (3 members, 100 B and 1000 B, 3 s warm-up, 12 s window, 3000 latency round trips),
-on the same machine, under the same load, minutes apart. ``../shared/anchors`` holds the peers'
+on the same machine, under the same load, minutes apart. The anchors folder (``--anchors``, kept
+outside this repository) holds the peers'
 drivers (Corosync CPG, JGroups, pysyncobj, etcd); this script copies that folder to a scratch
 directory (the drivers build and write next to themselves), installs the peers with the folder's
 own ``bench/setup.sh`` (Debian and PyPI packages; needs root), runs each driver, parses its
@@ -451,8 +452,8 @@ def render(record: dict[str, Any], doc: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--anchors", type=Path, default=REPO.parent / "shared" / "anchors",
-                    help="the anchors folder (default: ../shared/anchors next to the repository)")
+    ap.add_argument("--anchors", type=Path, required=True,
+                    help="the anchors folder: the peers' drivers and their bench/setup.sh")
     ap.add_argument("--work", type=Path, default=Path("/tmp/vsgroups-bench-compare"),
                     help="scratch directory: the anchors copy, every log and the run record run.json")
     ap.add_argument("--peers", default=",".join(PEERS),

@@ -1,6 +1,6 @@
 """Smoke test of ``vsgroups bench``: it starts real member processes, runs every kind of workload
 briefly and prints a table with plausible numbers. It measures nothing: benchmarks are not part of
-the test run (DESIGN.md §5); ``vsgroups bench`` and ``make bench-compare`` are.
+the test run; ``vsgroups bench`` and ``make bench-compare`` are.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``vsgroups bench``: throughput, latency and resource use of real member processes on loopback.
 
-Why a separate program and not timed unit tests (DESIGN.md §5): numbers only mean something when
+Why a separate program and not timed unit tests: numbers only mean something when
 they come from a fixed workload, in separate OS processes talking real TCP, measured the same way
-as the systems we compare against (``../shared/anchors``: Corosync CPG, JGroups, pysyncobj, etcd).
+as the systems we compare against (Corosync CPG, JGroups, pysyncobj, etcd: ``make bench-compare``).
 So this module does what the anchor drivers do, with the public API only:
 
 * The driver starts N bench workers (``python -m vsgroups.bench worker``), each a ``vsgroups.Node``

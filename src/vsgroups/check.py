@@ -2,7 +2,7 @@
 
 Every process incarnation writes a trace (``docs/trace.md``): the views it installed and the messages
 it sent and delivered, in the order it experienced them. This module reads the traces of one run and
-verifies the contract of DESIGN.md §3 against them. It is the oracle of the simulator, of the
+verifies their contract (docs/design.md §10) against them. It is the oracle of the simulator, of the
 real-process tests and of the partition tests: a run is correct when no property is violated, whatever
 faults it suffered. A trace is a *history*, not a log to trust: nothing is ordered across processes
 (``t`` is ignored), only each process's own sequence of events and the ids that link them.
@@ -21,7 +21,7 @@ later; its next view of a group succeeds none (``prev`` null) and is the configu
                     incarnation, ``recover`` comes after ``start`` and nothing follows ``stop``.
 ``view-agreement``  the processes that install a view agree on its members, kind and primary flag; each
                     of them is a member, and installs it once.
-``primary-order``   the regular primary views of a group form one sequence (1987b §4.2, PROTOCOLS §5):
+``primary-order``   the regular primary views of a group form one sequence (1987b §4.2, docs/design.md §5):
                     the processes install them in one order, each has at most one direct primary
                     successor (``prev``, seen through transitional views; no split brain), only one
                     begins a lineage, and consecutive ones share a member.

@@ -20,7 +20,7 @@ frame of ``s`` bytes takes ``max(1, ceil(s / chunk_size))`` units.
 
 Why chunks interleave.  A connection is a single byte stream, so without chunking a heartbeat
 queued behind a 16 MiB message would wait for all 16 MiB to be written, long enough on a slow
-link to be suspected (PROTOCOLS.md §9).  Because every unit names its frame, a sender may put the
+link to be suspected (docs/design.md §9).  Because every unit names its frame, a sender may put the
 units of different frames on the stream in any interleaving as long as each frame's own units
 keep their order; the decoder reassembles each frame separately and returns frames in order of
 *completion*, so a small frame sent after a large one may be returned first.  The core does not

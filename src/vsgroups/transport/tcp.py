@@ -23,7 +23,7 @@ socket buffers, never for a whole 16 MiB message, and large frames keep progress
 stream of small ones.  Frames to one destination may complete out of order; the core sequences its
 own messages.
 
-Failures.  A broken connection is not a failure of the peer (DESIGN.md §2): the writer drops what
+Failures.  A broken connection is not a failure of the peer (docs/design.md §9): the writer drops what
 was queued and in flight for that destination (the core retransmits whatever matters), logs at
 INFO, and reconnects once there is something new to send, waiting 50 ms after the first failure
 and doubling up to 1 s while failures continue; a connection that stayed up for a second resets the
