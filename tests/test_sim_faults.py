@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from vsgroups.core.group import GroupEngine
 from vsgroups.core.stream import ViewStream
+from vsgroups.core.viewchange import VsViewChange
 from vsgroups.core.wire import TOTAL, Msg
 from vsgroups.sim.scenario import Spec, run
 
@@ -33,12 +33,12 @@ def caught(properties: set[str]) -> dict[int, set[str]]:
 
 def test_a_core_that_skips_the_flush_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Install the next view without delivering the final message set F of the old one."""
-    install = GroupEngine._apply_commit
+    install = VsViewChange.apply
 
-    def without_flush(self: GroupEngine, value: dict[str, Any], now: float) -> None:
+    def without_flush(self: VsViewChange, value: dict[str, Any], now: float) -> None:
         install(self, {**value, "order": []}, now)
 
-    monkeypatch.setattr(GroupEngine, "_apply_commit", without_flush)
+    monkeypatch.setattr(VsViewChange, "apply", without_flush)
     expected = {"same-set", "self-delivery", "safe"}
     found = caught(expected)
     assert set().union(*found.values()) & expected, found

@@ -7,7 +7,7 @@ message of the old view and the first of the new one.
 
 If the group goes on without this process (it was cut off from the primary component, or
 suspected falsely), the node restarts as a new incarnation, rejoins every group and receives fresh
-state (PROTOCOLS.md §1). The ``Group`` handles stay valid across that restart.
+state (docs/design.md §1). The ``Group`` handles stay valid across that restart.
 """
 
 from __future__ import annotations
@@ -533,7 +533,8 @@ class Node:
             pass
         elif isinstance(out, ev.ViewInstalled):
             group._on_view(out)
-            if core.groups[out.group].awaiting_state is None:
+            status = core.status(out.group)
+            if status is not None and not status.awaiting_state:
                 group._on_ready()
         elif isinstance(out, ev.NeedState):
             data = _encode(group.replica.get_state())

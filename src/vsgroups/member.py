@@ -187,10 +187,12 @@ class Member:
         """Report each view change this process takes part in, from the moment it promised a ballot."""
         promised: dict[str, bool] = {}
         while True:
-            for name, engine in self.node._core.groups.items():
-                now = engine.promised is not None
+            core = self.node._core
+            for name in core.groups:
+                status = core.status(name)
+                now = status is not None and status.blocked
                 if now and not promised.get(name):
-                    emit("flushing", g=name, view=engine.view_id)
+                    emit("flushing", g=name, view=status.view if status else None)
                 promised[name] = now
             await asyncio.sleep(PROMISE_POLL)
 

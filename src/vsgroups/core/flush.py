@@ -1,6 +1,6 @@
 """The final message set of a view: what survivors deliver before the next view (the flush).
 
-Theory of operation (PROTOCOLS.md §5 step 3, 1994 §3 step 6a, 1987b §3.4). Every member that
+Theory of operation (docs/design.md §5; 1994 §3 step 6a, 1987b §4.5). Every member that
 promised a ballot for the transition V → V' reported, for its view V: how many messages it has
 delivered from each sender (``delivered``), the contiguous prefix it holds of each sender's stream
 (``recv``), the messages it still holds (not yet garbage-collected) and the global numbers it knows.

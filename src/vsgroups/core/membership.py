@@ -1,6 +1,6 @@
 """View change as one consensus per transition (virtual synchrony, primary component).
 
-Theory of operation (PROTOCOLS.md §5; 1987a §2, 1987b §4.2, 1994 §5).
+Theory of operation (docs/design.md §5; 1987a §2, 1987b §4.2, 1994 §5).
 
 Each transition V → V' is a single-decree Paxos instance whose acceptors are the members of V.
 The decided *value* is ``{from, id, members, addrs, order, msgs, state_from, joiners}``: the new
@@ -40,7 +40,7 @@ Ballot = tuple[int, str]
 
 
 def is_quorum(members: tuple[str, ...], voters: set[str] | dict[str, Any]) -> bool:
-    """Majority of ``members``, or exactly half when it holds the oldest member (PROTOCOLS.md §5)."""
+    """Majority of ``members``, or exactly half when it holds the oldest member (docs/design.md §5)."""
     k = sum(1 for m in members if m in voters)
     return 2 * k > len(members) or (2 * k == len(members) and members[0] in voters)
 
@@ -87,7 +87,7 @@ def evs_value(
     ballot: Ballot, proposer: str, promises: dict[str, dict[str, Any]], leavers: set[str],
     joiners: dict[str, str], addrs: dict[str, str],
 ) -> dict[str, Any]:
-    """The value of an EVS configuration change (PROTOCOLS.md §6, 1994 §3).
+    """The value of an EVS configuration change (docs/design.md §6, 1994 §3).
 
     The promisers come from one or more previous regular configurations (a merge joins several).
     For each previous configuration C, its promisers form the transitional configuration T_C, and

@@ -3,9 +3,9 @@
 ``NodeCore`` owns what its groups share: the identity ``name#inc``, failure detection, addresses
 and the outbox. Inputs are method calls carrying the current time; outputs accumulate and are taken
 with ``take_outputs()``. Messages bound for the same address during one call leave in one frame
-(batching, 1987b §5).
+(batching, 1987b §4.3.2).
 
-Failure detection (PROTOCOLS.md §9): any frame from a peer is a sign of life; a peer that has been
+Failure detection (docs/design.md §9): any frame from a peer is a sign of life; a peer that has been
 sent nothing for ``heartbeat_interval`` gets a heartbeat naming the view of every group the two
 share (so a peer left behind in an old view learns what followed it). A peer silent for
 ``suspect_timeout`` is suspected. A newer incarnation of a process proves the older one dead.
@@ -19,7 +19,7 @@ import random
 
 from . import events as ev
 from .config import Config
-from .group import GroupEngine, raise_not_member
+from .group import GroupEngine, GroupStatus, raise_not_member
 from .wire import ORDERS, K, name_inc, pack, unpack
 
 log = logging.getLogger("vsgroups.core")
@@ -100,7 +100,7 @@ class NodeCore:
         self.counter += 1
         mid = f"{self.pid}:{self.counter}"
         try:
-            engine.cast(mid, order, payload, now)
+            engine.cast(mid, order, payload)
         except Exception:
             self.counter -= 1
             raise
@@ -109,10 +109,15 @@ class NodeCore:
 
     def backlog(self, group: str) -> int:
         """Casts accepted but not yet sent (flow control or a view change holds them)."""
-        return len(self._group(group).pending)
+        return len(self._group(group).data.pending)
 
     def backlog_bytes(self, group: str) -> int:
-        return self._group(group).pending_bytes
+        return self._group(group).data.pending_bytes
+
+    def status(self, group: str) -> GroupStatus | None:
+        """The state of this node's membership of ``group``; None if it is not joining or a member."""
+        engine = self.groups.get(group)
+        return engine.status() if engine is not None else None
 
     def flush(self, group: str, now: float) -> int:
         """Ask for a ``Flushed`` event once everything cast so far here is stable; returns its token."""
@@ -188,7 +193,7 @@ class NodeCore:
         out, self.outputs = self.outputs, []
         return out
 
-    # -- services for the group engines ------------------------------------------------------------
+    # -- the host of the group engines (``host.Host``) ----------------------------------------------
 
     def send(self, addr: str, data: bytes) -> None:
         if addr == self.addr:
@@ -224,13 +229,16 @@ class NodeCore:
             return True
         return self.now - self.last_heard.get(pid, float("-inf")) > self.cfg.suspect_timeout
 
-    def on_view(self, engine: GroupEngine, now: float) -> None:
-        for pid in engine.members:
+    def defer(self, engine: GroupEngine) -> None:
+        self.deferred[engine] = None
+
+    def members_installed(self, members: tuple[str, ...], addrs: dict[str, str], now: float) -> None:
+        for pid in members:
             if pid != self.pid:
-                self.addrs[pid] = engine.addrs[pid]
+                self.addrs[pid] = addrs[pid]
                 self.last_heard.setdefault(pid, now)
 
-    def on_group_finished(self, engine: GroupEngine) -> None:
+    def group_finished(self, engine: GroupEngine) -> None:
         if self.groups.get(engine.name) is engine:
             del self.groups[engine.name]
 
@@ -239,7 +247,7 @@ class NodeCore:
     def _group(self, group: str) -> GroupEngine:
         engine = self.groups.get(group)
         if engine is None:
-            raise_not_member(group, "none", False)
+            raise_not_member(group, None)
         assert engine is not None
         return engine
 

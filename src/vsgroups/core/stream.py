@@ -1,7 +1,7 @@
 """The data path of one view: reliable per-sender streams, causal, total and safe delivery,
 stability and garbage collection.
 
-Theory of operation (PROTOCOLS.md §2–4; 1987b §3, 1991 §3).
+Theory of operation (docs/design.md §2–4; 1987b §3, 1991 §3).
 
 * Every message of view V carries its sender's stream number ``seq`` and a vector timestamp ``vt``
   fixed at cast time: ``vt[j]`` is the number of messages from member j the sender had delivered,
@@ -322,7 +322,7 @@ class ViewStream:
         return s
 
     def report(self) -> dict[str, Any]:
-        """What this member tells a proposer of the view change (PROTOCOLS.md §5 step 2)."""
+        """What this member tells a proposer of the view change (docs/design.md §5)."""
         self.refresh_stable()
         return {
             "d": list(self.delivered),

@@ -3,7 +3,7 @@
 A frame is ``[sender pid, sender address, [msg, msg, ...]]`` where each msg is itself a packed
 msgpack array ``[kind, group, ...]``. Messages are packed once and the bytes reused for every
 destination and every retransmission, so a relayed message is byte-identical to the original
-(PROTOCOLS.md §3: never re-stamp a message).
+(docs/design.md §3: never re-stamp a message).
 """
 
 from __future__ import annotations
@@ -52,13 +52,13 @@ def unpack(data: bytes) -> Any:
 
 
 class Msg:
-    """An application message of one view: the unit of the reliable streams (PROTOCOLS.md §2).
+    """An application message of one view: the unit of the reliable streams (docs/design.md §2).
 
     One unit carries a run of casts of its sender with the same ordering (``mids`` and
     ``payloads``, at least one): the sender stamps them together, and every member delivers them
     together, in their cast order, where it would deliver the unit. Sequencing, vector timestamps,
     numbering, acknowledgements and retransmission are per unit, so their cost is shared by the
-    run (1987b §5: batching). ``mid``, the first id, names the unit."""
+    run (1987b §4.3.2: batching). ``mid``, the first id, names the unit."""
 
     __slots__ = ("mid", "mids", "sender", "view", "seq", "order", "vt", "payloads", "raw", "ts")
 

@@ -183,8 +183,9 @@ class Simulation:
             raise ValueError("only evs groups recover with stable storage; vs processes restart")
         proc.up = True
         old = proc.core  # what it had in memory stands for what it had on disk
-        stored = {group: view_epoch(e.view_id) for group, e in old.groups.items()
-                  if e.state == "member" and e.awaiting_state is None and e.view_id is not None}
+        stored = {group: view_epoch(st.view) for group in old.groups
+                  if (st := old.status(group)) is not None and st.state == "member" and not st.awaiting_state
+                  and st.view is not None}
         proc.core, proc.trace = self._incarnate(proc.name, proc.addr, old.inc, old.counter)
         self._start(proc, stored)
 
@@ -224,9 +225,8 @@ class Simulation:
     def cast(self, name: str, group: str, payload: bytes, order: str) -> str | None:
         """Cast if ``name`` is up, unpaused and a member of ``group``; the message id, or None."""
         proc = self.procs[name]
-        engine = proc.core.groups.get(group)
-        if not proc.up or self.now < proc.paused_until or engine is None or engine.state != "member" \
-                or engine.leaving:
+        status = proc.core.status(group)
+        if not proc.up or self.now < proc.paused_until or status is None or not status.can_cast:
             return None
         mid = proc.core.cast(group, payload, order, self.now)
         self._handle(proc)

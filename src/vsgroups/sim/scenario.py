@@ -364,13 +364,13 @@ class _Run:
         installed: list[tuple[int, tuple[str, ...]]] = []
         accepted: list[tuple[int, tuple[str, ...]]] = []  # may never be decided: the view stays too
         for proc in self.sim.live():
-            engine = proc.core.groups.get(group)
-            if engine is None or engine.view_id is None:
+            status = proc.core.status(group)
+            if status is None or status.view is None:
                 continue
-            installed.append((view_epoch(engine.view_id), engine.members))
-            if engine.accepted is not None:
-                value = engine.accepted[1]
-                accepted.append((view_epoch(value["id"]), tuple(value["members"])))
+            installed.append((view_epoch(status.view), status.members))
+            if status.accepted is not None:
+                view, members = status.accepted
+                accepted.append((view_epoch(view), members))
         newest = max((epoch for epoch, _ in installed), default=0)
         return [members for epoch, members in installed + accepted if epoch >= newest]
 
@@ -384,8 +384,8 @@ class _Run:
         if the processes named in ``lost`` died? EVS groups never block, but one whose every member
         is gone is gone (nobody founds it again): it must keep a live member that has its state."""
         if self.evs:
-            return all(any(p.name not in lost and (e := p.core.groups.get(group)) is not None
-                           and e.state == "member" and not e.leaving and e.awaiting_state is None
+            return all(any(p.name not in lost and (st := p.core.status(group)) is not None
+                           and st.can_cast and not st.awaiting_state
                            for p in self.sim.live())
                        for group in (self.sim.groups() if groups is None else groups))
         return all(
@@ -416,8 +416,8 @@ class _Run:
         that may give up — and ending one incarnation ends the process's membership of *every*
         group."""
         sim = self.sim
-        risk = {p.name for p in sim.live() for e in p.core.groups.values()
-                if e.state == "joining" or e.awaiting_state is not None}
+        risk = {p.name for p in sim.live() for group in p.core.groups
+                if (st := p.core.status(group)) is not None and (st.state == "joining" or st.awaiting_state)}
         if self.evs:
             return risk  # evs excludes nobody: partitions, pauses and spikes only split configurations
         risk |= self.paused() | {name for name, until in self.spiked.items() if until > sim.now}

@@ -1,0 +1,249 @@
+"""The data path of one group at one node: casts in, messages out, deliveries, acknowledgements,
+repair of gaps, flow control and ``flush``.
+
+The theory of the streams lives in ``stream`` (docs/design.md §2–4); this module drives the stream
+of the current view from the engine's inputs and timers:
+
+* Casts wait in ``pending`` until the node's outputs are taken; then a run of casts with one
+  ordering is stamped and sent as one message unit (batching, 1987b §4.3.2), as far as the window
+  allows (flow control counts a sender's unstable casts and bytes).
+* Deliveries, order notices and acknowledgements are computed once per frame, not once per
+  message (the node defers ``progress`` while a frame is handled).
+* A promise (a view change under way, §5) stops sending and delivering in the view, and freezes
+  acknowledgements: what others count as stable must be covered by the report the promise gave.
+* A joiner sends nothing until it holds the state its casts are based on (§7).
+* Gaps are repaired by negative acknowledgements to a member that acknowledged holding the
+  missing messages; a gap in the global numbers by a request to the member that knows most.
+* ``flush`` completes once everything cast here up to the call (sent or still pending) is stable.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from . import events as ev
+from .stream import ViewStream
+from .wire import ORDERS, K, Msg, pack
+
+if TYPE_CHECKING:
+    from .group import GroupEngine
+
+
+class DataPath:
+    def __init__(self, engine: GroupEngine) -> None:
+        self.g = engine
+        self.cfg = engine.cfg
+        self.pending: deque[tuple[str, int, bytes]] = deque()  # (message id, ordering, payload)
+        self.pending_bytes = 0
+        self.ack_dirty = False
+        self.ack_sent = float("-inf")
+        self.acked_back: dict[str, float] = {}
+        self.gap_since: dict[int, float] = {}
+        self.num_gap_since: float | None = None
+        self.flush_waiters: dict[int, tuple[int, tuple[str, list[int]] | None]] = {}
+
+    def cast(self, mid: str, order: str, payload: bytes) -> None:
+        self.pending.append((mid, ORDERS.index(order), payload))
+        self.pending_bytes += len(payload)
+        # stamped when the node's outputs are taken: a run of casts is stamped, delivered here and
+        # sent as one batch, not one pass over the data path per message
+        self.g.host.defer(self.g)
+
+    def flush(self, token: int, counter: int, now: float) -> None:
+        self.flush_waiters[token] = (counter, None)
+        self.progress(now)
+
+    def new_view(self) -> None:
+        self.gap_since.clear()
+        self.num_gap_since = None
+
+    def drop_pending(self) -> None:
+        self.pending.clear()
+        self.pending_bytes = 0
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def on_data(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        g = self.g
+        view = fields[2]
+        if g.stream is not None and view == g.view_id:
+            if g.stream.receive(Msg.decode(fields, raw)):
+                self.ack_dirty = True
+                self.progress(now)
+        else:
+            g.keep_for_later(view, sender, fields, raw)
+
+    def on_ack(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        g = self.g
+        if g.stream is not None and fields[2] == g.view_id:
+            g.stream.on_ack(sender, fields[3], fields[4], fields[6])
+            waiting = fields[5] and now - self.acked_back.get(sender, float("-inf")) >= self.cfg.ack_refresh
+            if waiting and g.change.promised is None:
+                # the sender still waits for stability: our last acknowledgement may have been lost
+                self.acked_back[sender] = now
+                g.host.send_to(sender, self._ack_message())
+            self.progress(now)
+        else:
+            g.keep_for_later(fields[2], sender, fields, raw)
+
+    def on_num(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        g = self.g
+        if g.stream is not None and fields[2] == g.view_id:
+            if g.stream.learn_numbers(fields[3], fields[4]):
+                self.ack_dirty = True
+                self.progress(now)
+        else:
+            g.keep_for_later(fields[2], sender, fields, raw)
+
+    def on_nak(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        g = self.g
+        if g.stream is not None and fields[2] == g.view_id:
+            for data in g.stream.retransmit(fields[3], fields[4], fields[5]):
+                g.host.send_to(sender, data)
+
+    def on_numnak(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        g = self.g
+        if g.stream is not None and fields[2] == g.view_id:
+            first, mids = g.stream.numbers_from(fields[3])
+            if mids:
+                g.host.send_to(sender, pack([K.NUM, g.name, g.view_id, first, mids]))
+
+    # -- progress --------------------------------------------------------------------------------
+
+    def progress(self, now: float) -> None:
+        """Deliver what is deliverable, send what flow control allows, and settle flushes."""
+        g = self.g
+        stream = g.stream
+        if stream is None or not g.is_member:
+            return
+        if g.host.batching:
+            g.host.defer(g)  # once per frame, not once per message
+            return
+        if g.change.promised is None:
+            stream.refresh_stable()
+            self._deliver_ready(stream)
+            # a joiner sends only once it holds the state its casts are based on
+            while self.pending and g.transfer.awaiting is None and self._window_open(stream):
+                while self.pending and self._window_open(stream):
+                    self._send_run(stream)
+                self.ack_dirty = True
+                stream.refresh_stable()  # alone in its view, a sender's messages are stable at once
+                self._deliver_ready(stream)
+        if self.ack_dirty and now - self.ack_sent >= self.cfg.ack_delay:
+            self.send_ack(now)
+        if self.flush_waiters:
+            self._settle_flushes(stream)
+
+    def _deliver_ready(self, stream: ViewStream) -> None:
+        numbered: list[str] = []
+        for msg in stream.deliverable(numbered):
+            self.deliver(msg)
+        if numbered:
+            first = stream.known - len(numbered) + 1  # the sequencer numbers consecutively
+            self.broadcast(pack([K.NUM, self.g.name, self.g.view_id, first, numbered]))
+            self.ack_dirty = True
+
+    def _window_open(self, stream: ViewStream) -> bool:
+        held = stream.own_casts
+        return held == 0 or (held < self.cfg.window and stream.own_bytes < self.cfg.window_bytes)
+
+    def _send_run(self, stream: ViewStream) -> None:
+        """Stamp and send, as one message, the longest run of pending casts with one ordering that
+        fits in ``batch_bytes`` (a larger cast goes alone) and in the window."""
+        pending = self.pending
+        order = pending[0][1]
+        room = self.cfg.window - stream.own_casts
+        budget = self.cfg.batch_bytes
+        mids: list[str] = []
+        payloads: list[bytes] = []
+        size = 0
+        while pending and len(mids) < room:
+            mid, o, payload = pending[0]
+            if o != order or (mids and size + len(payload) > budget):
+                break
+            pending.popleft()
+            mids.append(mid)
+            payloads.append(payload)
+            size += len(payload)
+        self.pending_bytes -= size
+        msg = stream.stamp(mids, order, payloads)
+        g = self.g
+        g.emit(ev.Sent(g.name, mids, ORDERS[order], stream.view))
+        self.broadcast(msg.encode(g.name))
+
+    def deliver(self, msg: Msg, view: str | None = None) -> None:
+        """Deliver the casts of ``msg`` (in ``view``; by default its own)."""
+        self.g.emit(ev.Delivered(self.g.name, msg.mids, msg.sender, ORDERS[msg.order], view or msg.view,
+                                 msg.payloads))
+
+    def broadcast(self, data: bytes) -> None:
+        g = self.g
+        for pid in g.members:
+            if pid != g.me:
+                g.host.send(g.addrs[pid], data)
+
+    # -- acknowledgements, repair, flush ---------------------------------------------------------
+
+    def send_ack(self, now: float) -> None:
+        if self.g.change.promised is not None:
+            # Acknowledgements are frozen by a promise: the report we gave the proposer is all that
+            # others may count as stable (and garbage-collect); F is computed from that report.
+            return
+        self.ack_dirty = False
+        self.ack_sent = now
+        self.broadcast(self._ack_message())
+
+    def _ack_message(self) -> bytes:
+        g = self.g
+        stream = g.stream
+        assert stream is not None
+        stream.refresh_acked()
+        waiting = not stream.all_stable()
+        return pack([K.ACK, g.name, g.view_id, stream.acked, stream.known, waiting, stream.clock])
+
+    def _settle_flushes(self, stream: ViewStream) -> None:
+        pending_counter = min((int(mid.rpartition(":")[2]) for mid, _, _ in self.pending), default=None)
+        for token, (counter, target) in list(self.flush_waiters.items()):
+            if target is None:
+                if pending_counter is not None and pending_counter <= counter:
+                    continue
+                target = (stream.view, list(stream.recv))
+                self.flush_waiters[token] = (counter, target)
+            if target[0] != stream.view or all(
+                st >= t for st, t in zip(stream.stable, target[1], strict=True)
+            ):
+                del self.flush_waiters[token]
+                self.g.emit(ev.Flushed(self.g.name, token))
+
+    def tick(self, stream: ViewStream, now: float) -> None:
+        """Repeat acknowledgements while something is unstable, and repair gaps."""
+        if self.ack_dirty and now - self.ack_sent >= self.cfg.ack_delay:
+            self.send_ack(now)
+        elif now - self.ack_sent >= self.cfg.ack_refresh and not stream.all_stable():
+            self.send_ack(now)
+        self._repair_gaps(stream, now)
+
+    def _repair_gaps(self, stream: ViewStream, now: float) -> None:
+        g = self.g
+        gaps = stream.gaps()
+        for s in list(self.gap_since):
+            if s not in gaps:
+                del self.gap_since[s]
+        for s in gaps:
+            since = self.gap_since.setdefault(s, now)
+            if now - since >= self.cfg.nak_delay:
+                self.gap_since[s] = now
+                first = stream.recv[s] + 1
+                holder = stream.members[stream.holder_of(s, first)]
+                g.host.send_to(holder, pack([K.NAK, g.name, g.view_id, s, first, stream.seen[s]]))
+        best = max(range(stream.n), key=lambda j: stream.ack_known[j])
+        if stream.ack_known[best] > stream.known and best != stream.me:
+            if self.num_gap_since is None:
+                self.num_gap_since = now
+            elif now - self.num_gap_since >= self.cfg.nak_delay:
+                self.num_gap_since = now
+                nak = pack([K.NUMNAK, g.name, g.view_id, stream.known + 1])
+                g.host.send_to(stream.members[best], nak)
+        else:
+            self.num_gap_since = None

@@ -1,0 +1,166 @@
+"""The configuration change of an evs group at one node (docs/design.md §6; 1994 §2–3).
+
+Every component of a partition keeps running, in configurations of its own. The would-be members
+of the next configuration are the unsuspected members of ours plus the *foreign* processes heard
+from in other configurations of the group (a merge). The least of them that is not leaving
+proposes; every one of them must promise (a member promises one proposal at a time, so
+configurations born of one configuration are disjoint); one that does not answer in time is
+suspected and dropped, and the proposal starts again. The value (``membership.evs_value``)
+carries, per previous configuration C, the transitional configuration (the members that come from
+C) and the messages of C they deliver, split into what is still delivered in C and what is
+delivered in the transitional configuration (1994 step 6).
+
+Merge discovery: heartbeats name every view of their sender. A process listed in our configuration
+whose heartbeat names a configuration it did not come into ours from is foreign too. Whoever sees
+a foreign process tells its coordinator where it is (``MERGE``), and coordinators probe the seed
+addresses, for processes never heard of (one that recovered at a new address, a component that
+formed apart from the start). A member whose promise went stale (its proposer fell silent)
+proposes itself, so that no member stays blocked. ``GroupEngine.recover`` re-enters a group after
+a failure with stable storage in a configuration of this process alone, which merges like any
+other.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import events as ev
+from .membership import Proposal, evs_value
+from .viewchange import ViewChange
+from .wire import K, pack
+
+if TYPE_CHECKING:
+    from .group import GroupEngine
+
+
+class EvsConfigurationChange(ViewChange):
+    def __init__(self, engine: GroupEngine) -> None:
+        super().__init__(engine)
+        self.foreign: dict[str, float] = {}  # members of other configurations we hear from: when
+        # the configurations our current one succeeded, with who came from each
+        self.came_from: dict[str, list[str]] = {}
+        self.seeds_probed = float("-inf")
+
+    def installed(self, members: tuple[str, ...], value: dict[str, Any]) -> None:
+        super().installed(members, value)
+        self.came_from = {view: part["t"] for view, part in value.get("parts", {}).items()}
+        for pid in members:
+            self.foreign.pop(pid, None)
+
+    def coordinator(self) -> str:
+        return self._proposer(self._targets(self.g.host.now))
+
+    def takes_us(self, view: str, value: dict[str, Any]) -> bool:
+        """Does ``value`` take us from our configuration (we are in its transitional one)?"""
+        part = value["parts"].get(self.g.view_id)
+        return part is not None and self.g.me in part["t"]
+
+    def on_prepare(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        view, ballot = fields[2], (fields[3][0], fields[3][1])
+        if self.g.is_member and self.g.me in fields[4]:
+            self.promise(sender, view, ballot, now)
+
+    def _forget_foreign(self, pid: str) -> bool:
+        # a process we took for a member of another configuration has left the group (it answers
+        # our proposal so): the proposal must not wait for its promise
+        return self.foreign.pop(pid, None) is not None
+
+    def on_merge(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        pid, addr = fields[2], fields[3]
+        host = self.g.host
+        if isinstance(pid, str) and isinstance(addr, str) and host.addr_of(pid) is None:
+            host.learn_addr(pid, addr)  # our probes reach it now, and its answers start the merge
+
+    def _heard_of(self, sender: str, view: str, now: float) -> None:
+        g = self.g
+        if sender not in g.members or sender not in self.came_from.get(view, ()):
+            # another configuration within reach, or a member listed here (a joiner the proposer
+            # took in) that went elsewhere meanwhile: merge with it. A member still in a
+            # configuration ours came from just has not installed ours yet.
+            if sender not in self.foreign:
+                coordinator = self.coordinator()
+                addr = g.host.addr_of(sender)
+                if coordinator != g.me and addr is not None:
+                    # the proposer of the merge may not know it: tell it where to probe
+                    g.host.send_to(coordinator, pack([K.MERGE, g.name, sender, addr]))
+            self.foreign[sender] = now
+
+    def _decided(self, p: Proposal) -> bool:
+        assert p.value is not None
+        return p.accepts >= set(p.value["voters"])
+
+    def _idle(self, now: float) -> None:
+        self._probe_seeds(now)
+        targets = self._targets(now)
+        if self.promised is not None and self.promised[1] != self.g.me and now - self.promised_at < (
+                self.cfg.proposal_timeout):
+            return  # another proposal is under way
+        if self._proposer(targets) != self.g.me and self.promised is None:
+            return  # the least process of the would-be configuration proposes
+        # (or one whose promise went stale: its proposer failed, and it stays blocked until some
+        # proposal finishes what that one may have decided)
+        changed = set(targets) != set(self.g.members) or any(t in self.foreign for t in targets)
+        if changed or self.leaves or any(j not in self.g.members for j in self.joins) or self.promised:
+            self.propose(now, targets)
+
+    def _targets(self, now: float) -> list[str]:
+        """Who the next configuration should hold: the reachable members of ours and of every other
+        configuration of the group we hear from."""
+        g = self.g
+        expiry = 3 * self.cfg.probe_interval
+        for pid, seen in list(self.foreign.items()):
+            if now - seen > expiry or g.host.suspects(pid):
+                del self.foreign[pid]
+        reachable = {m for m in g.members if not self.gone(m)} | set(self.foreign)
+        return sorted(reachable | {g.me})
+
+    def _probe_seeds(self, now: float) -> None:
+        """The coordinator also tells the seed addresses which configuration it is in."""
+        g = self.g
+        if now - self.seeds_probed < self.cfg.probe_interval or self.coordinator() != g.me:
+            return
+        self.seeds_probed = now
+        probe = pack([K.HB, None, {g.name: g.view_id}])
+        for addr in g.seeds:
+            if addr != g.host.addr:
+                g.host.send(addr, probe)
+
+    def _proposer(self, targets: list[str]) -> str:
+        """The least of ``targets`` that is not leaving: a leaver may be gone from the group already
+        (it answers only a proposal, with the news that it is not a member)."""
+        return next((t for t in targets if t not in self.leaves or t == self.g.me), targets[0])
+
+    def _try_decide(self, now: float) -> None:
+        g = self.g
+        p = self.proposal
+        assert p is not None
+        if any(m not in p.promises and not self.gone(m) for m in p.targets):
+            return
+        joiners = {pid: addr for pid, (addr, _) in self.joins.items()}
+        addrs = {**{m: a for m in p.promises if (a := g.host.addr_of(m))}, **joiners, g.me: g.host.addr}
+        p.value = evs_value(p.ballot, g.me, p.promises, self.leaves, joiners, addrs)
+        p.phase = 2
+        self._resend(p, now)
+
+    def apply(self, value: dict[str, Any], now: float) -> None:
+        """1994 step 6, atomically: deliver what is still deliverable in the old regular
+        configuration, deliver the transitional configuration and the rest of the old messages in it,
+        then install the new regular configuration."""
+        g = self.g
+        assert g.stream is not None and g.view_id is not None
+        part = value["parts"][g.view_id]
+        self.remember(g.view_id, value)
+        transitional = f"{value['id']}~{g.view_id}"
+        announce = ev.ViewInstalled(g.name, transitional, tuple(part["t"]), g.view_id, primary=False,
+                                    kind="transitional")
+        split = part["split"]
+        for i, mid in enumerate(part["order"]):
+            if i == split:
+                g.emit(announce)
+            self.deliver_unseen(part["msgs"][mid], g.view_id if i < split else transitional)
+        if split >= len(part["order"]):
+            g.emit(announce)
+        if g.me in value["members"]:
+            g.install(value, now, joined=False, prev=transitional)
+        else:
+            g.finish_left(now)

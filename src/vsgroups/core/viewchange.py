@@ -1,0 +1,414 @@
+"""The view change of one group at one node: one consensus per transition (docs/design.md §5).
+
+``ViewChange`` is the machinery both models share: join and leave requests, ballots, promises,
+accepts and commits, and the commit repeated until every member of the new view confirms it.
+``VsViewChange`` is the virtually synchronous transition with a primary component (1987a §2,
+1987b §4.2, 1994 §5); ``evs.EvsConfigurationChange`` is the extended virtually synchronous one.
+
+Theory of operation of the vs transition V → V' (the values themselves are built by ``membership``,
+the final message set by ``flush``):
+
+* Trigger: a suspicion, a join request or a leave. Only a member all of whose elders in V it
+  suspects proposes (the oldest unsuspected member coordinates); a proposal that does not finish
+  within ``proposal_timeout`` is abandoned, and the next one has a higher ballot.
+* Prepare: a member promising a ballot stops sending and delivering in V (it keeps receiving and
+  retransmitting) and stops acknowledging; its promise carries its report (what it holds and has
+  delivered, ``ViewStream.report``) and any value it accepted.
+* Decide: once every member of V has promised or is suspected, and the promisers are a quorum of V
+  (``membership.is_quorum``), the proposer re-proposes the accepted value with the highest ballot,
+  or builds one from the reports: V' = the promisers minus leavers plus joiners, and the final set
+  F of V with its delivery order.
+* Accept by a quorum of V decides the value; the proposer commits it to V ∪ V' and repeats the
+  commit to members of V' until they confirm. Every member delivers the part of F it has not
+  delivered, in F's order, then installs V' (or, left out of it, logs its leave or learns it was
+  excluded).
+* A member that installed V' answers any later question about V's transition (a prepare, an
+  accept, or a heartbeat naming V) with the decided value or the news that it was left out, so a
+  successor of a coordinator that died mid-change finishes that same value, and a member left
+  behind learns its fate. Two different successors of V are never installed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from .flush import final_set
+from .membership import Ballot, Proposal, choose_value, is_quorum, new_members
+from .wire import K, Msg, pack, unpack, view_epoch
+
+if TYPE_CHECKING:
+    from .group import GroupEngine
+
+KEEP_COMMITTED = 8  # decided values kept to answer members left behind
+JOIN_EXPIRY = 3.0  # a join request not repeated for this long is forgotten
+
+
+class ViewChange:
+    """What both models share: requests, ballots, promises, accepts and commits."""
+
+    def __init__(self, engine: GroupEngine) -> None:
+        self.g = engine
+        self.cfg = engine.cfg
+        self.promised: Ballot | None = None
+        self.promised_at = 0.0
+        self.accepted: tuple[Ballot, dict[str, Any]] | None = None
+        self.proposal: Proposal | None = None
+        self.max_round = 0
+        self.retry_at = 0.0
+        self.joins: dict[str, tuple[str, float]] = {}  # joiner: (address, when last asked)
+        self.leaves: set[str] = set()
+        self.absent: set[str] = set()  # members that told us they are not in the group
+        self.committed: OrderedDict[str, dict[str, Any]] = OrderedDict()  # view: the value that ended it
+        self.commit_unacked: set[str] = set()
+        self.commit_retry_at = 0.0
+
+    # -- what the models decide differently ------------------------------------------------------
+
+    def coordinator(self) -> str:
+        raise NotImplementedError
+
+    def takes_us(self, view: str, value: dict[str, Any]) -> bool:
+        """Is ``value``, for the transition out of ``view``, one that takes us out of our view?"""
+        raise NotImplementedError
+
+    def on_prepare(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        raise NotImplementedError
+
+    def _not_ours(self, sender: str, view: str, now: float) -> None:
+        """An accept that is not about our current view arrived from ``sender``."""
+
+    def _decided(self, p: Proposal) -> bool:
+        raise NotImplementedError
+
+    def _try_decide(self, now: float) -> None:
+        raise NotImplementedError
+
+    def apply(self, value: dict[str, Any], now: float) -> None:
+        """Deliver what the decided ``value`` says the old view ends with, then move to the new one."""
+        raise NotImplementedError
+
+    def _heard_of(self, sender: str, view: str, now: float) -> None:
+        """``sender`` is in another view, ``view``, of this group."""
+
+    def _forget_foreign(self, pid: str) -> bool:
+        """``pid`` says it is not in the group; True if we were counting on it from elsewhere."""
+        return False
+
+    def _idle(self, now: float) -> None:
+        """No proposal of ours is under way: start one if the view must change."""
+        raise NotImplementedError
+
+    # -- the shared machinery --------------------------------------------------------------------
+
+    def committed_value_for(self, view: str) -> dict[str, Any] | None:
+        return next((v for v in self.committed.values() if v["id"] == view), None)
+
+    def remember(self, view: str, value: dict[str, Any]) -> None:
+        self.committed[view] = value
+        while len(self.committed) > KEEP_COMMITTED:
+            self.committed.popitem(last=False)
+
+    def installed(self, members: tuple[str, ...], value: dict[str, Any]) -> None:
+        """A new view: the transition out of the old one is over."""
+        self.promised = None
+        self.accepted = None
+        self.proposal = None
+        self.retry_at = 0.0
+        self.leaves &= set(members)
+        self.absent &= set(members)
+        for pid in value["joiners"]:
+            self.joins.pop(pid, None)
+
+    def gone(self, pid: str) -> bool:
+        """Suspected, or it told us it is not in the group at all (a leave that went on without us)."""
+        return pid in self.absent or self.g.host.suspects(pid)
+
+    def suspects(self) -> set[str]:
+        g = self.g
+        return {m for m in g.members if m != g.me and self.gone(m)}
+
+    def on_join(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        g = self.g
+        pid, addr = fields[2], fields[3]
+        if not g.is_member:
+            return
+        if pid in g.members:  # it missed the commit that added it
+            value = next((v for v in self.committed.values() if pid in v["joiners"]), None)
+            if value is not None and sender == pid:
+                g.host.send(addr, pack([K.COMMIT, g.name, value.get("from"), value]))
+            return
+        g.host.learn_addr(pid, addr)
+        self.joins[pid] = (addr, now)
+        g.host.send(addr, pack([K.JOINACK, g.name]))
+        coordinator = self.coordinator()
+        if coordinator != g.me and sender == pid:
+            g.host.send_to(coordinator, raw)
+
+    def on_leave(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        pid = fields[2]
+        not_at_all = len(fields) > 3 and bool(fields[3]) and pid == sender
+        if pid in self.g.members:
+            self.leaves.add(pid)
+            if not_at_all:
+                self.absent.add(sender)  # not in the group at all: it will not vote
+        elif not_at_all and self._forget_foreign(pid):
+            self.absent.add(pid)
+
+    def promise(self, sender: str, view: str, ballot: Ballot, now: float) -> None:
+        g = self.g
+        self.max_round = max(self.max_round, ballot[0])
+        if self.promised is None or ballot >= self.promised:
+            self.promised = ballot
+            self.promised_at = now
+            assert g.stream is not None
+            report = g.stream.report()
+            report["a"] = [list(self.accepted[0]), self.accepted[1]] if self.accepted else None
+            report["v"] = g.view_id
+            report["mem"] = list(g.members)
+            report["p"] = g.primary
+            report["w"] = g.transfer.awaiting is not None  # cannot send state to joiners yet
+            g.host.send_to(sender, pack([K.PROMISE, g.name, view, list(ballot), report]))
+        else:
+            g.host.send_to(sender, pack([K.REJECT, g.name, view, list(self.promised)]))
+
+    def on_promise(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        p = self.proposal
+        if p is not None and p.phase == 1 and fields[2] == self.g.view_id and tuple(fields[3]) == p.ballot:
+            p.promises[sender] = fields[4]
+            self._try_decide(now)
+
+    def on_reject(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        if fields[2] != self.g.view_id:
+            return
+        self.max_round = max(self.max_round, fields[3][0])
+        if self.proposal is not None and tuple(fields[3]) > self.proposal.ballot:
+            self.proposal = None
+            self.retry_at = now + self.g.host.rng.uniform(0.5, 1.5) * self.cfg.retry_interval
+
+    def on_accept(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        g = self.g
+        view, ballot, value = fields[2], (fields[3][0], fields[3][1]), fields[4]
+        if not self.takes_us(view, value) or not g.is_member:
+            self._not_ours(sender, view, now)
+            return
+        if self.promised is None or ballot >= self.promised:
+            self.promised = ballot
+            self.accepted = (ballot, value)
+            g.host.send_to(sender, pack([K.ACCEPTED, g.name, view, list(ballot)]))
+        else:
+            g.host.send_to(sender, pack([K.REJECT, g.name, view, list(self.promised)]))
+
+    def on_accepted(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        p = self.proposal
+        if p is None or p.value is None or fields[2] != self.g.view_id or tuple(fields[3]) != p.ballot:
+            return
+        p.accepts.add(sender)
+        if self._decided(p):
+            self._commit(p.value, now)
+
+    def on_commit(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        g = self.g
+        prev, value = fields[2], fields[3]
+        if g.joining and g.me in value["joiners"]:
+            g.install(value, now, joined=True)
+        elif g.is_member and self.takes_us(prev, value):
+            self.apply(value, now)
+        elif not (g.is_member and value["id"] == g.view_id):
+            return
+        if g.is_member and value["id"] == g.view_id:
+            g.host.send_to(sender, pack([K.INSTALLED, g.name, value["id"]]))
+
+    def on_installed(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        if fields[2] == self.g.view_id:
+            self.commit_unacked.discard(sender)
+
+    def on_excluded(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        g = self.g
+        if g.is_member and not g.leaving and fields[2] == g.view_id:
+            g.finish_excluded(now, f"{sender} reports view {fields[2]} was succeeded without us")
+
+    def on_heartbeat_view(self, sender: str, view: str, now: float) -> None:
+        """A peer's heartbeat says which view of this group it is in."""
+        if view != self.g.view_id and self.g.view_id is not None:
+            self._heard_of(sender, view, now)
+
+    def propose(self, now: float, targets: list[str] | None = None) -> None:
+        self.max_round += 1
+        self.proposal = Proposal((self.max_round, self.g.me), now, targets=targets or [])
+        self.commit_unacked.clear()
+        self._resend(self.proposal, now)
+
+    def _resend(self, p: Proposal, now: float) -> None:
+        g = self.g
+        p.last_sent = now
+        if p.phase == 1:
+            data = pack([K.PREPARE, g.name, g.view_id, list(p.ballot), p.targets])
+            targets = [m for m in p.targets or g.members if m not in p.promises]
+        else:
+            data = pack([K.ACCEPT, g.name, g.view_id, list(p.ballot), p.value])
+            targets = [m for m in p.promises if m not in p.accepts]
+        for pid in targets:
+            g.host.send_to(pid, data)
+
+    def _commit(self, value: dict[str, Any], now: float) -> None:
+        g = self.g
+        data = pack([K.COMMIT, g.name, g.view_id, value])
+        everyone = set(g.members) | set(value["members"])
+        for pid in sorted(everyone - {g.me}):
+            addr = g.addrs.get(pid) or value["addrs"].get(pid)
+            if addr:
+                g.host.send(addr, data)
+        self.proposal = None
+        if self.takes_us(g.view_id or "", value):
+            self.apply(value, now)
+        self.commit_unacked = set(value["members"]) - {g.me}
+        self.commit_retry_at = now + self.cfg.retry_interval
+
+    def deliver_unseen(self, raw: bytes, view: str | None = None) -> None:
+        """Deliver a message of the final set (in ``view``; by default its own) unless delivered here."""
+        g = self.g
+        stream = g.stream
+        assert stream is not None
+        msg = Msg.decode(unpack(raw), raw)
+        s = stream.index[msg.sender]
+        if msg.seq > stream.delivered[s]:
+            stream.delivered[s] = msg.seq
+            g.data.deliver(msg, view)
+
+    def tick(self, now: float) -> None:
+        g = self.g
+        if self.commit_unacked and now >= self.commit_retry_at:
+            self.commit_retry_at = now + self.cfg.retry_interval
+            value = self.committed_value_for(g.view_id or "")
+            if value is not None:
+                data = pack([K.COMMIT, g.name, value.get("from"), value])
+                for pid in sorted(self.commit_unacked):
+                    if not g.host.suspects(pid):
+                        g.host.send_to(pid, data)
+        for pid, (_, seen) in list(self.joins.items()):
+            if now - seen > JOIN_EXPIRY:
+                del self.joins[pid]
+        p = self.proposal
+        if p is not None:
+            if now - p.started >= self.cfg.proposal_timeout:
+                self.proposal = None
+            else:
+                if now - p.last_sent >= self.cfg.retry_interval:
+                    self._resend(p, now)
+                if p.phase == 1:
+                    self._try_decide(now)
+                return
+        if now < self.retry_at:
+            return
+        self._idle(now)
+
+
+class VsViewChange(ViewChange):
+    """The transition of a view with a primary component (see the module docstring)."""
+
+    def __init__(self, engine: GroupEngine) -> None:
+        super().__init__(engine)
+        self.told: dict[str, float] = {}  # when we last told a process left behind what followed
+
+    def coordinator(self) -> str:
+        suspects = self.suspects()
+        return next((m for m in self.g.members if m not in suspects), self.g.me)
+
+    def takes_us(self, view: str, value: dict[str, Any]) -> bool:
+        return view == self.g.view_id
+
+    def on_prepare(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+        g = self.g
+        view, ballot = fields[2], (fields[3][0], fields[3][1])
+        if view == g.view_id and g.is_member:
+            if sender in g.members:
+                self.promise(sender, view, ballot, now)
+        else:
+            self._answer_stale(sender, view, now, force=True)
+
+    def _not_ours(self, sender: str, view: str, now: float) -> None:
+        self._answer_stale(sender, view, now, force=True)
+
+    def _heard_of(self, sender: str, view: str, now: float) -> None:
+        self._answer_stale(sender, view, now, force=False)
+
+    def _decided(self, p: Proposal) -> bool:
+        return is_quorum(self.g.members, p.accepts)
+
+    def _idle(self, now: float) -> None:
+        g = self.g
+        suspects = self.suspects()
+        mine = g.members.index(g.me)
+        if any(m not in suspects for m in g.members[:mine]):
+            return
+        if suspects or self.leaves or any(j not in g.members for j in self.joins) or self.promised:
+            self.propose(now)
+
+    def _try_decide(self, now: float) -> None:
+        g = self.g
+        p = self.proposal
+        assert p is not None
+        suspects = self.suspects()
+        if any(m not in suspects for m in g.members[:g.members.index(g.me)]):
+            self.proposal = None  # an elder is alive after all: it coordinates (docs/design.md §5)
+            return
+        if any(m not in p.promises and m not in suspects for m in g.members):
+            return
+        if not is_quorum(g.members, p.promises):
+            return  # cut off from the primary component: stay blocked
+        value = choose_value(p.promises)
+        if value is None:
+            value = self._build_value(p)
+        p.value = value
+        p.phase = 2
+        self._resend(p, now)
+
+    def _build_value(self, p: Proposal) -> dict[str, Any]:
+        g = self.g
+        joiners = {pid: addr for pid, (addr, _) in self.joins.items()}
+        members, joined = new_members(g.members, set(p.promises), self.leaves, joiners)
+        reports = [p.promises[m] for m in g.members if m in p.promises]
+        order, msgs, _ = final_set(list(g.members), reports)
+        addrs = {m: g.addrs.get(m) or joiners[m] for m in members}
+        assert g.view_id is not None
+        return {
+            "from": g.view_id, "id": f"{view_epoch(g.view_id) + 1}.{p.ballot[0]}.{g.me}",
+            "members": members, "addrs": addrs, "order": order, "msgs": msgs,
+            "state_from": members[0] if joined else None, "joiners": joined, "voters": sorted(p.promises),
+        }
+
+    def apply(self, value: dict[str, Any], now: float) -> None:
+        g = self.g
+        assert g.stream is not None and g.view_id is not None
+        self.remember(g.view_id, value)
+        staying = g.me in value["members"]
+        if not staying and not g.leaving:
+            g.finish_excluded(now, f"view {value['id']} succeeded {g.view_id} without us")
+            return
+        if g.me not in value["voters"]:
+            # A leaver the group went on without (it was suspected): F did not use its report, so
+            # delivering F could skip what it lacks, and its last messages may be lost, as in a
+            # crash. Fail-stop: this incarnation ends.
+            g.finish_excluded(now, f"view {value['id']} succeeded {g.view_id} without our vote")
+            return
+        for mid in value["order"]:
+            self.deliver_unseen(value["msgs"][mid])
+        if staying:
+            g.install(value, now, joined=False)
+        else:
+            g.finish_left(now)
+
+    def _answer_stale(self, sender: str, view: str, now: float, force: bool) -> None:
+        """``sender`` is in an older view ``view``: tell it what came next (or that it was left out)."""
+        g = self.g
+        if g.view_id is None or view_epoch(view) >= view_epoch(g.view_id):
+            return
+        if not force and now - self.told.get(sender, float("-inf")) < 2 * self.cfg.retry_interval:
+            return
+        self.told[sender] = now
+        value = self.committed.get(view)
+        if value is not None:
+            g.host.send_to(sender, pack([K.COMMIT, g.name, view, value]))
+        elif sender not in g.members:
+            g.host.send_to(sender, pack([K.EXCLUDED, g.name, view]))
