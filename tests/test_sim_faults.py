@@ -7,13 +7,12 @@ when the core changes; a renamed method makes ``monkeypatch.setattr`` fail loudl
 
 from __future__ import annotations
 
-from typing import Any
-
+import msgspec
 import pytest
 
 from vsgroups.core.stream import ViewStream
 from vsgroups.core.viewchange import VsViewChange
-from vsgroups.core.wire import TOTAL, Msg
+from vsgroups.core.wire import TOTAL, Msg, Value
 from vsgroups.sim.scenario import Spec, run
 
 SMALL_SWEEP = range(10)
@@ -35,8 +34,8 @@ def test_a_core_that_skips_the_flush_is_caught(monkeypatch: pytest.MonkeyPatch) 
     """Install the next view without delivering the final message set F of the old one."""
     install = VsViewChange.apply
 
-    def without_flush(self: VsViewChange, value: dict[str, Any], now: float) -> None:
-        install(self, {**value, "order": []}, now)
+    def without_flush(self: VsViewChange, value: Value, now: float) -> None:
+        install(self, msgspec.structs.replace(value, order=[]), now)
 
     monkeypatch.setattr(VsViewChange, "apply", without_flush)
     expected = {"same-set", "self-delivery", "safe"}

@@ -27,7 +27,9 @@ import msgpack
 
 from .core import Config, NodeCore
 from .core import events as ev
-from .core.wire import ORDERS, name_inc, view_epoch
+from .core.driver import Driver
+from .core.ids import name_inc, view_epoch
+from .core.wire import ORDERS
 from .errors import GroupBlocked, NotAMember, QueryFailed, UnknownOrdering
 from .recovery import ViewRecord
 from .storage import Storage
@@ -355,6 +357,7 @@ class Node:
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop
         self._storage = Storage(data_dir) if data_dir is not None else None
+        self._outputs = _Outputs(self)
         self._recovered = False  # this incarnation recovered its identity from the data_dir
         self.last_views: dict[str, ViewRecord] = {}  # per group, the last view logged before this start
 
@@ -500,15 +503,9 @@ class Node:
                 log.exception("error while handling a tick of %s", self._core.pid)
 
     def _process(self) -> None:
-        core = self._core
         try:
-            outputs = core.take_outputs()
-            while outputs:
-                for out in outputs:
-                    self._handle(core, out)
-                if core is not self._core:
-                    return
-                outputs = core.take_outputs()
+            self._outputs.drain(self._core)
+            core = self._core
             for group in self.groups.values():
                 if not group._room.is_set() and group.name in core.groups and not group._backlogged():
                     group._room.set()
@@ -517,41 +514,6 @@ class Node:
             # frame is on the wire, so a SIGKILL never loses a traced event that others saw
             if self._trace is not None:
                 self._trace.flush()
-
-    def _handle(self, core: NodeCore, out: ev.Output) -> None:
-        assert self._trace is not None and self._transport is not None
-        self._trace.record(out)
-        if isinstance(out, ev.Transmit):
-            self._transport.send(out.addr, out.data)
-            return
-        group = self.groups.get(out.group)
-        if group is None:
-            return
-        if isinstance(out, ev.Delivered):
-            group._on_delivered(out)
-        elif isinstance(out, ev.Sent):
-            pass
-        elif isinstance(out, ev.ViewInstalled):
-            group._on_view(out)
-            status = core.status(out.group)
-            if status is not None and not status.awaiting_state:
-                group._on_ready()
-        elif isinstance(out, ev.NeedState):
-            data = _encode(group.replica.get_state())
-            core.provide_state(out.group, out.view, data, self._now())
-        elif isinstance(out, ev.StateReady):
-            group.replica.set_state(_decode(out.data) if out.data else None)
-            group._on_ready()
-        elif isinstance(out, ev.Flushed):
-            fut = group._flushes.pop(out.token, None)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
-        elif isinstance(out, ev.DirectReceived):
-            group._on_direct(out)
-        elif isinstance(out, ev.Left):
-            self._on_left(group)
-        elif isinstance(out, ev.Excluded) and core is self._core:
-            self._restart(out.reason)
 
     def _on_left(self, group: Group) -> None:
         group.active = False
@@ -583,3 +545,61 @@ class Node:
             self._join_core(name, founder=False, also=sorted(old.addrs.values()))
         if self.on_restart is not None:
             self.on_restart(reason)
+
+
+class _Outputs(Driver):
+    """Acts on the core's outputs for a ``Node``: the trace, the transport and the group handles."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+
+    def driving(self, core: NodeCore) -> bool:
+        return core is self.node._core  # after a restart, the new incarnation's outputs are next
+
+    def observe(self, out: ev.Output) -> None:
+        assert self.node._trace is not None
+        self.node._trace.record(out)
+
+    def on_transmit(self, out: ev.Transmit) -> None:
+        assert self.node._transport is not None
+        self.node._transport.send(out.addr, out.data)
+
+    def on_delivered(self, out: ev.Delivered) -> None:
+        if (group := self.node.groups.get(out.group)) is not None:
+            group._on_delivered(out)
+
+    def on_view(self, out: ev.ViewInstalled) -> None:
+        if (group := self.node.groups.get(out.group)) is not None:
+            group._on_view(out)
+            status = self.core.status(out.group)
+            if status is not None and not status.awaiting_state:
+                group._on_ready()
+
+    def on_need_state(self, out: ev.NeedState) -> None:
+        if (group := self.node.groups.get(out.group)) is not None:
+            data = _encode(group.replica.get_state())
+            self.core.provide_state(out.group, out.view, data, self.node._now())
+
+    def on_state_ready(self, out: ev.StateReady) -> None:
+        if (group := self.node.groups.get(out.group)) is not None:
+            group.replica.set_state(_decode(out.data) if out.data else None)
+            group._on_ready()
+
+    def on_flushed(self, out: ev.Flushed) -> None:
+        if (group := self.node.groups.get(out.group)) is not None:
+            fut = group._flushes.pop(out.token, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    def on_direct(self, out: ev.DirectReceived) -> None:
+        if (group := self.node.groups.get(out.group)) is not None:
+            group._on_direct(out)
+
+    def on_left(self, out: ev.Left) -> None:
+        if (group := self.node.groups.get(out.group)) is not None:
+            self.node._on_left(group)
+
+    def on_excluded(self, out: ev.Excluded) -> None:
+        if out.group in self.node.groups and self.core is self.node._core:
+            self.node._restart(out.reason)

@@ -20,11 +20,11 @@ of the current view from the engine's inputs and timers:
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import events as ev
 from .stream import ViewStream
-from .wire import ORDERS, K, Msg, pack
+from .wire import ORDERS, Ack, Data, Msg, Nak, Num, NumNak, encode
 
 if TYPE_CHECKING:
     from .group import GroupEngine
@@ -64,50 +64,49 @@ class DataPath:
 
     # -- inputs ----------------------------------------------------------------------------------
 
-    def on_data(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_data(self, sender: str, msg: Data, raw: bytes, now: float) -> None:
         g = self.g
-        view = fields[2]
-        if g.stream is not None and view == g.view_id:
-            if g.stream.receive(Msg.decode(fields, raw)):
+        if g.stream is not None and msg.view == g.view_id:
+            if g.stream.receive(Msg.of(msg, raw)):
                 self.ack_dirty = True
                 self.progress(now)
         else:
-            g.keep_for_later(view, sender, fields, raw)
+            g.keep_for_later(msg.view, sender, msg, raw)
 
-    def on_ack(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_ack(self, sender: str, msg: Ack, raw: bytes, now: float) -> None:
         g = self.g
-        if g.stream is not None and fields[2] == g.view_id:
-            g.stream.on_ack(sender, fields[3], fields[4], fields[6])
-            waiting = fields[5] and now - self.acked_back.get(sender, float("-inf")) >= self.cfg.ack_refresh
+        if g.stream is not None and msg.view == g.view_id:
+            g.stream.on_ack(sender, msg.acked, msg.known, msg.clock)
+            waiting = msg.waiting and now - self.acked_back.get(sender, float("-inf")) >= self.cfg.ack_refresh
             if waiting and g.change.promised is None:
                 # the sender still waits for stability: our last acknowledgement may have been lost
                 self.acked_back[sender] = now
                 g.host.send_to(sender, self._ack_message())
             self.progress(now)
         else:
-            g.keep_for_later(fields[2], sender, fields, raw)
+            g.keep_for_later(msg.view, sender, msg, raw)
 
-    def on_num(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_num(self, sender: str, msg: Num, raw: bytes, now: float) -> None:
         g = self.g
-        if g.stream is not None and fields[2] == g.view_id:
-            if g.stream.learn_numbers(fields[3], fields[4]):
+        if g.stream is not None and msg.view == g.view_id:
+            if g.stream.learn_numbers(msg.first, msg.mids):
                 self.ack_dirty = True
                 self.progress(now)
         else:
-            g.keep_for_later(fields[2], sender, fields, raw)
+            g.keep_for_later(msg.view, sender, msg, raw)
 
-    def on_nak(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_nak(self, sender: str, msg: Nak, raw: bytes, now: float) -> None:
         g = self.g
-        if g.stream is not None and fields[2] == g.view_id:
-            for data in g.stream.retransmit(fields[3], fields[4], fields[5]):
+        if g.stream is not None and msg.view == g.view_id:
+            for data in g.stream.retransmit(msg.sender, msg.first, msg.last):
                 g.host.send_to(sender, data)
 
-    def on_numnak(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_numnak(self, sender: str, msg: NumNak, raw: bytes, now: float) -> None:
         g = self.g
-        if g.stream is not None and fields[2] == g.view_id:
-            first, mids = g.stream.numbers_from(fields[3])
+        if g.stream is not None and msg.view == g.view_id:
+            first, mids = g.stream.numbers_from(msg.first)
             if mids:
-                g.host.send_to(sender, pack([K.NUM, g.name, g.view_id, first, mids]))
+                g.host.send_to(sender, encode(Num(g.name, msg.view, first, mids)))
 
     # -- progress --------------------------------------------------------------------------------
 
@@ -141,7 +140,7 @@ class DataPath:
             self.deliver(msg)
         if numbered:
             first = stream.known - len(numbered) + 1  # the sequencer numbers consecutively
-            self.broadcast(pack([K.NUM, self.g.name, self.g.view_id, first, numbered]))
+            self.broadcast(encode(Num(self.g.name, stream.view, first, numbered)))
             self.ack_dirty = True
 
     def _window_open(self, stream: ViewStream) -> bool:
@@ -200,7 +199,7 @@ class DataPath:
         assert stream is not None
         stream.refresh_acked()
         waiting = not stream.all_stable()
-        return pack([K.ACK, g.name, g.view_id, stream.acked, stream.known, waiting, stream.clock])
+        return encode(Ack(g.name, stream.view, stream.acked, stream.known, waiting, stream.clock))
 
     def _settle_flushes(self, stream: ViewStream) -> None:
         pending_counter = min((int(mid.rpartition(":")[2]) for mid, _, _ in self.pending), default=None)
@@ -236,14 +235,14 @@ class DataPath:
                 self.gap_since[s] = now
                 first = stream.recv[s] + 1
                 holder = stream.members[stream.holder_of(s, first)]
-                g.host.send_to(holder, pack([K.NAK, g.name, g.view_id, s, first, stream.seen[s]]))
+                g.host.send_to(holder, encode(Nak(g.name, stream.view, s, first, stream.seen[s])))
         best = max(range(stream.n), key=lambda j: stream.ack_known[j])
         if stream.ack_known[best] > stream.known and best != stream.me:
             if self.num_gap_since is None:
                 self.num_gap_since = now
             elif now - self.num_gap_since >= self.cfg.nak_delay:
                 self.num_gap_since = now
-                nak = pack([K.NUMNAK, g.name, g.view_id, stream.known + 1])
+                nak = encode(NumNak(g.name, stream.view, stream.known + 1))
                 g.host.send_to(stream.members[best], nak)
         else:
             self.num_gap_since = None

@@ -22,12 +22,12 @@ other.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import events as ev
 from .membership import Proposal, evs_value
 from .viewchange import ViewChange
-from .wire import K, pack
+from .wire import Heartbeat, MergeHint, Prepare, Value, encode
 
 if TYPE_CHECKING:
     from .group import GroupEngine
@@ -41,34 +41,33 @@ class EvsConfigurationChange(ViewChange):
         self.came_from: dict[str, list[str]] = {}
         self.seeds_probed = float("-inf")
 
-    def installed(self, members: tuple[str, ...], value: dict[str, Any]) -> None:
+    def installed(self, members: tuple[str, ...], value: Value) -> None:
         super().installed(members, value)
-        self.came_from = {view: part["t"] for view, part in value.get("parts", {}).items()}
+        self.came_from = {view: part.t for view, part in value.parts.items()}
         for pid in members:
             self.foreign.pop(pid, None)
 
     def coordinator(self) -> str:
         return self._proposer(self._targets(self.g.host.now))
 
-    def takes_us(self, view: str, value: dict[str, Any]) -> bool:
+    def takes_us(self, view: str | None, value: Value) -> bool:
         """Does ``value`` take us from our configuration (we are in its transitional one)?"""
-        part = value["parts"].get(self.g.view_id)
-        return part is not None and self.g.me in part["t"]
+        part = value.parts.get(self.g.view_id or "")
+        return part is not None and self.g.me in part.t
 
-    def on_prepare(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
-        view, ballot = fields[2], (fields[3][0], fields[3][1])
-        if self.g.is_member and self.g.me in fields[4]:
-            self.promise(sender, view, ballot, now)
+    def on_prepare(self, sender: str, msg: Prepare, raw: bytes, now: float) -> None:
+        if self.g.is_member and self.g.me in msg.targets:
+            self.promise(sender, msg.view, msg.ballot, now)
 
     def _forget_foreign(self, pid: str) -> bool:
         # a process we took for a member of another configuration has left the group (it answers
         # our proposal so): the proposal must not wait for its promise
         return self.foreign.pop(pid, None) is not None
 
-    def on_merge(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
-        pid, addr = fields[2], fields[3]
+    def on_merge(self, sender: str, msg: MergeHint, raw: bytes, now: float) -> None:
+        pid, addr = msg.pid, msg.addr
         host = self.g.host
-        if isinstance(pid, str) and isinstance(addr, str) and host.addr_of(pid) is None:
+        if host.addr_of(pid) is None:
             host.learn_addr(pid, addr)  # our probes reach it now, and its answers start the merge
 
     def _heard_of(self, sender: str, view: str, now: float) -> None:
@@ -82,12 +81,12 @@ class EvsConfigurationChange(ViewChange):
                 addr = g.host.addr_of(sender)
                 if coordinator != g.me and addr is not None:
                     # the proposer of the merge may not know it: tell it where to probe
-                    g.host.send_to(coordinator, pack([K.MERGE, g.name, sender, addr]))
+                    g.host.send_to(coordinator, encode(MergeHint(g.name, sender, addr)))
             self.foreign[sender] = now
 
     def _decided(self, p: Proposal) -> bool:
         assert p.value is not None
-        return p.accepts >= set(p.value["voters"])
+        return p.accepts >= set(p.value.voters)
 
     def _idle(self, now: float) -> None:
         self._probe_seeds(now)
@@ -120,7 +119,8 @@ class EvsConfigurationChange(ViewChange):
         if now - self.seeds_probed < self.cfg.probe_interval or self.coordinator() != g.me:
             return
         self.seeds_probed = now
-        probe = pack([K.HB, None, {g.name: g.view_id}])
+        assert g.view_id is not None
+        probe = encode(Heartbeat(None, {g.name: g.view_id}))
         for addr in g.seeds:
             if addr != g.host.addr:
                 g.host.send(addr, probe)
@@ -142,25 +142,25 @@ class EvsConfigurationChange(ViewChange):
         p.phase = 2
         self._resend(p, now)
 
-    def apply(self, value: dict[str, Any], now: float) -> None:
+    def apply(self, value: Value, now: float) -> None:
         """1994 step 6, atomically: deliver what is still deliverable in the old regular
         configuration, deliver the transitional configuration and the rest of the old messages in it,
         then install the new regular configuration."""
         g = self.g
         assert g.stream is not None and g.view_id is not None
-        part = value["parts"][g.view_id]
+        part = value.parts[g.view_id]
         self.remember(g.view_id, value)
-        transitional = f"{value['id']}~{g.view_id}"
-        announce = ev.ViewInstalled(g.name, transitional, tuple(part["t"]), g.view_id, primary=False,
+        transitional = f"{value.id}~{g.view_id}"
+        announce = ev.ViewInstalled(g.name, transitional, tuple(part.t), g.view_id, primary=False,
                                     kind="transitional")
-        split = part["split"]
-        for i, mid in enumerate(part["order"]):
+        split = part.split
+        for i, mid in enumerate(part.order):
             if i == split:
                 g.emit(announce)
-            self.deliver_unseen(part["msgs"][mid], g.view_id if i < split else transitional)
-        if split >= len(part["order"]):
+            self.deliver_unseen(part.msgs[mid], g.view_id if i < split else transitional)
+        if split >= len(part.order):
             g.emit(announce)
-        if g.me in value["members"]:
+        if g.me in value.members:
             g.install(value, now, joined=False, prev=transitional)
         else:
             g.finish_left(now)

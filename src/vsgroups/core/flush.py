@@ -36,13 +36,13 @@ delivered from each sender (``delivered``), the contiguous prefix it holds of ea
 from __future__ import annotations
 
 import heapq
-from typing import Any
+from collections.abc import Sequence
 
-from .wire import TOTAL, Msg, unpack
+from .wire import TOTAL, Msg, StreamReport
 
 
 def final_set(
-    members: list[str], reports: list[dict[str, Any]], evs: bool = False
+    members: Sequence[str], reports: Sequence[StreamReport], evs: bool = False
 ) -> tuple[list[str], dict[str, bytes], int]:
     """Return (F's delivery order as message ids, the encoded messages of that order by id, how many
     of the first ones some reporter already delivered)."""
@@ -50,13 +50,12 @@ def final_set(
     held: dict[tuple[int, int], Msg] = {}
     numbers: dict[str, int] = {}
     for report in reports:
-        for raw in report["m"]:
-            fields = unpack(raw)
-            msg = Msg.decode(fields, raw)
+        for raw in report.msgs:
+            msg = Msg.decode(raw)
             held.setdefault((members.index(msg.sender), msg.seq), msg)
-        numbers.update(report["n"])
-    lo = [min(r["d"][s] for r in reports) for s in range(n)]
-    hi = [max(r["r"][s] for r in reports) for s in range(n)]
+        numbers.update(report.numbers)
+    lo = [min(r.delivered[s] for r in reports) for s in range(n)]
+    hi = [max(r.recv[s] for r in reports) for s in range(n)]
     for s in range(n):
         while (s, hi[s] + 1) in held:
             hi[s] += 1
@@ -75,7 +74,7 @@ def final_set(
                     changed = True
                     break
     todo = [held[(s, k)] for s in range(n) for k in range(lo[s] + 1, hi[s] + 1)]
-    seen = [max(r["d"][s] for r in reports) for s in range(n)]
+    seen = [max(r.delivered[s] for r in reports) for s in range(n)]
     index = {m: s for s, m in enumerate(members)}
     if evs:
         todo.sort(key=lambda m: (m.seq > seen[index[m.sender]], m.ts, index[m.sender]))
@@ -86,7 +85,7 @@ def final_set(
     return order, {m.mid: m.raw for m in todo if m.raw is not None}, delivered
 
 
-def _order(todo: list[Msg], members: list[str], numbers: dict[str, int], seen: list[int]) -> list[str]:
+def _order(todo: list[Msg], members: Sequence[str], numbers: dict[str, int], seen: list[int]) -> list[str]:
     index = {(members.index(m.sender), m.seq): m for m in todo}
     succs: dict[str, list[str]] = {m.mid: [] for m in todo}
     indegree = dict.fromkeys(succs, 0)

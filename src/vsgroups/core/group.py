@@ -48,14 +48,40 @@ from . import events as ev
 from .datapath import DataPath
 from .evs import EvsConfigurationChange
 from .host import Host
+from .ids import view_epoch
 from .stream import ViewStream
 from .transfer import StateTransfer
 from .viewchange import ViewChange, VsViewChange
-from .wire import K, pack, view_epoch
+from .wire import (
+    Accept,
+    Accepted,
+    Ack,
+    Commit,
+    Data,
+    Direct,
+    Excluded,
+    Installed,
+    Join,
+    JoinAck,
+    Leave,
+    MergeHint,
+    Message,
+    Nak,
+    Num,
+    NumNak,
+    Prepare,
+    Promise,
+    Reject,
+    StateChunk,
+    StateDone,
+    StateRequest,
+    Value,
+    encode,
+)
 
 log = logging.getLogger("vsgroups.core")
 
-Handler = Callable[[str, list[Any], bytes, float], None]
+Handler = Callable[[str, Any, bytes, float], None]  # (sender, message, its encoding, now)
 
 
 class State(Enum):
@@ -121,23 +147,23 @@ class GroupEngine:
         self.join_started = now
         self.request_sent = float("-inf")
         self.heard = False
-        self.future: dict[str, list[tuple[str, list[Any], bytes]]] = {}
+        self.future: dict[str, list[tuple[str, Message, bytes]]] = {}
         # the protocols
         self.data = DataPath(self)
         self.change: ViewChange = EvsConfigurationChange(self) if self.evs else VsViewChange(self)
         self.transfer = StateTransfer(self, now)
         data, change, transfer = self.data, self.change, self.transfer
-        self.handlers: dict[int, Handler] = {
-            K.DATA: data.on_data, K.ACK: data.on_ack, K.NUM: data.on_num, K.NAK: data.on_nak,
-            K.NUMNAK: data.on_numnak, K.JOIN: change.on_join, K.JOINACK: self.on_joinack,
-            K.LEAVE: change.on_leave, K.PREPARE: change.on_prepare, K.PROMISE: change.on_promise,
-            K.REJECT: change.on_reject, K.ACCEPT: change.on_accept, K.ACCEPTED: change.on_accepted,
-            K.COMMIT: change.on_commit, K.INSTALLED: change.on_installed, K.EXCLUDED: change.on_excluded,
-            K.STATE: transfer.on_state, K.STATEREQ: transfer.on_statereq,
-            K.STATEDONE: transfer.on_statedone, K.DIRECT: self.on_direct,
+        self.handlers: dict[type, Handler] = {
+            Data: data.on_data, Ack: data.on_ack, Num: data.on_num, Nak: data.on_nak,
+            NumNak: data.on_numnak, Join: change.on_join, JoinAck: self.on_joinack,
+            Leave: change.on_leave, Prepare: change.on_prepare, Promise: change.on_promise,
+            Reject: change.on_reject, Accept: change.on_accept, Accepted: change.on_accepted,
+            Commit: change.on_commit, Installed: change.on_installed, Excluded: change.on_excluded,
+            StateChunk: transfer.on_state, StateRequest: transfer.on_statereq,
+            StateDone: transfer.on_statedone, Direct: self.on_direct,
         }
         if isinstance(change, EvsConfigurationChange):
-            self.handlers[K.MERGE] = change.on_merge
+            self.handlers[MergeHint] = change.on_merge
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -162,7 +188,7 @@ class GroupEngine:
 
     def status(self) -> GroupStatus:
         value = self.change.accepted[1] if self.change.accepted is not None else None
-        accepted = (value["id"], tuple(value["members"])) if value is not None else None
+        accepted = (value.id, tuple(value.members)) if value is not None else None
         return GroupStatus(
             self.name, self.model, self.state.value, self.view_id, self.members, self.primary,
             self.change.promised is not None, self.transfer.awaiting is not None, len(self.data.pending),
@@ -195,7 +221,7 @@ class GroupEngine:
         addr = self.addrs.get(dst) or self.host.addr_of(dst)
         if addr is None:
             raise_not_member(self.name, self.state, f"no address known for {dst}")
-        self.host.send(addr, pack([K.DIRECT, self.name, payload]))
+        self.host.send(addr, encode(Direct(self.name, payload)))
 
     def provide_state(self, view: str, data: bytes) -> None:
         self.transfer.provide(view, data)
@@ -206,31 +232,31 @@ class GroupEngine:
 
     # -- inputs ----------------------------------------------------------------------------------
 
-    def on_message(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
-        kind = fields[0]
-        handler = self.handlers.get(kind)
+    def on_message(self, sender: str, msg: Message, raw: bytes, now: float) -> None:
+        handler = self.handlers.get(type(msg))
         if handler is None:
-            log.warning("dropped a message of unknown kind %r from %s", kind, sender)
+            log.warning("dropped a %s message from %s: not one of a %s group", type(msg).__name__, sender,
+                        self.model)
             return
-        handler(sender, fields, raw, now)
+        handler(sender, msg, raw, now)
 
     def on_heartbeat_view(self, sender: str, view: str, now: float) -> None:
         self.change.on_heartbeat_view(sender, view, now)
 
-    def on_joinack(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_joinack(self, sender: str, msg: JoinAck, raw: bytes, now: float) -> None:
         self.heard = True
 
-    def on_direct(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_direct(self, sender: str, msg: Direct, raw: bytes, now: float) -> None:
         if self.is_member:
-            self.emit(ev.DirectReceived(self.name, sender, fields[2]))
+            self.emit(ev.DirectReceived(self.name, sender, msg.payload))
 
-    def keep_for_later(self, view: str, sender: str, fields: list[Any], raw: bytes) -> None:
+    def keep_for_later(self, view: str, sender: str, msg: Message, raw: bytes) -> None:
         """Keep messages of a view not installed here yet (its commit may still be on its way)."""
         if self.view_id is not None and view_epoch(view) <= view_epoch(self.view_id):
             return
         bucket = self.future.setdefault(view, [])
         if len(bucket) < 4 * self.cfg.window:
-            bucket.append((sender, fields, raw))
+            bucket.append((sender, msg, raw))
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -256,7 +282,7 @@ class GroupEngine:
     def _tick_joining(self, now: float) -> None:
         if now - self.request_sent >= self.cfg.retry_interval:
             self.request_sent = now
-            data = pack([K.JOIN, self.name, self.me, self.host.addr])
+            data = encode(Join(self.name, self.me, self.host.addr))
             for addr in self.seeds:
                 if addr != self.host.addr:
                     self.host.send(addr, data)
@@ -268,7 +294,7 @@ class GroupEngine:
             self._install_alone(0, now, primary=True)
 
     def _send_leave(self) -> None:
-        data = pack([K.LEAVE, self.name, self.me])
+        data = encode(Leave(self.name, self.me))
         for pid in self.members:
             if pid != self.me:
                 self.host.send_to(pid, data)
@@ -277,32 +303,33 @@ class GroupEngine:
 
     def _install_alone(self, epoch: int, now: float, primary: bool) -> None:
         """A view of this process alone: the founding of the group, or a recovery (evs)."""
-        self.install({"from": None, "id": f"{epoch}.0.{self.me}", "members": [self.me],
-                      "addrs": {self.me: self.host.addr}, "state_from": None, "joiners": [self.me],
-                      "voters": [], "primary": primary, "parts": {}}, now, joined=True)
+        me = self.me
+        alone = Value(prev=None, id=f"{epoch}.0.{me}", members=[me], addrs={me: self.host.addr},
+                      state_from=None, joiners=[me], voters=[], primary=primary)
+        self.install(alone, now, joined=True)
 
-    def install(self, value: dict[str, Any], now: float, joined: bool, prev: str | None = None) -> None:
+    def install(self, value: Value, now: float, joined: bool, prev: str | None = None) -> None:
         """Install the view a decided ``value`` describes (after delivering the old view's final set)."""
         prev = prev or self.view_id
-        members = tuple(value["members"])
-        self.view_id = value["id"]
+        members = tuple(value.members)
+        self.view_id = value.id
         self.members = members
-        self.addrs = dict(value["addrs"])
-        self.stream = ViewStream(self.name, value["id"], members, self.me, self.evs)
+        self.addrs = dict(value.addrs)
+        self.stream = ViewStream(self.name, value.id, members, self.me, self.evs)
         if self.joining:
             self._to(State.MEMBER)
-        self.primary = value.get("primary", True)
+        self.primary = value.primary
         self.change.installed(members, value)
         self.data.new_view()
         self.host.members_installed(members, self.addrs, now)
-        self.emit(ev.ViewInstalled(self.name, value["id"], members, prev, primary=self.primary))
+        self.emit(ev.ViewInstalled(self.name, value.id, members, prev, primary=self.primary))
         if not self.transfer.installed(value, joined, now):
             return
         for view in list(self.future):
             bucket = self.future.pop(view)
             if view == self.view_id:
-                for sender, fields, raw in bucket:
-                    self.on_message(sender, fields, raw, now)
+                for sender, msg, raw in bucket:
+                    self.on_message(sender, msg, raw, now)
         self.progress(now)
 
     def emit(self, event: ev.Output) -> None:

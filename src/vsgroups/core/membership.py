@@ -1,45 +1,30 @@
-"""View change as one consensus per transition (virtual synchrony, primary component).
+"""The values of a view change: who may decide, which value wins, what the next view holds.
 
-Theory of operation (docs/design.md §5; 1987a §2, 1987b §4.2, 1994 §5).
+Pure functions over the promises a proposer collected; the engines that run the consensus are
+``viewchange`` (vs) and ``evs`` (docs/design.md §5, §6; 1987a §2, 1987b §4.2, 1994 §3, §5).
 
-Each transition V → V' is a single-decree Paxos instance whose acceptors are the members of V.
-The decided *value* is ``{from, id, members, addrs, order, msgs, state_from, joiners}``: the new
-view, the final set F of V-messages with its delivery order (``flush.final_set``), the contents of
-those messages, and who sends state to the joiners. Nothing of V' exists until a value is decided.
-
-* Trigger: a suspicion, a join or a leave. Only a member all of whose elders in V it suspects
-  proposes (the oldest unsuspected member coordinates); a proposer that hears nothing conclusive
-  retries with a higher ballot after ``proposal_timeout``.
-* Prepare: a member promising a ballot stops sending and delivering in V (it keeps receiving and
-  retransmitting) and reports what it holds and any value it accepted. It also stops
-  acknowledging: what others count as stable, and so may garbage-collect, must be covered by the
-  report the value is built from.
-* The proposer waits until every member of V has promised or is suspected, and the promisers form
-  a quorum of V: a majority, or exactly half including V's oldest member (any two such sets
-  intersect). If a promise carries an accepted value, the one with the highest ballot is proposed
-  again unchanged (it may already be installed somewhere); otherwise the value is built from the
-  promises: V' = the promisers minus leavers, plus joiners, in age order.
-* Accept by a quorum decides the value; the proposer commits it to V ∪ V' and repeats the commit
-  to members of V' until they confirm. Every member delivers the part of F it has not delivered,
-  in F's order, then installs V' (or, if V' leaves it out, logs its leave or learns it was excluded).
-* A member that installed V' answers any later question about V's transition (a prepare, or a
-  heartbeat naming V) with the decided value, so a coordinator that dies mid-change is replaced
-  by the next oldest, who must finish that same value. Two different successors of V are never
-  installed: every view is primary, and a minority blocks until it learns it was excluded.
+* ``is_quorum``: a majority of the view, or exactly half holding its oldest member; any two such
+  sets of one view intersect, so two successors of a view are never both decided.
+* ``choose_value``: a promise that carries an accepted value binds the proposer to the one with the
+  highest ballot (it may be installed somewhere already).
+* ``new_members``: the next vs view is the promisers minus leavers, in age order, plus the joiners
+  (none whose name already has an incarnation in the view).
+* ``evs_value``: the value of an evs configuration change (see its docstring).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+
+import msgspec
 
 from .flush import final_set
-from .wire import view_epoch
+from .ids import view_epoch
+from .wire import Ballot, Part, Promise, Value
 
-Ballot = tuple[int, str]
 
-
-def is_quorum(members: tuple[str, ...], voters: set[str] | dict[str, Any]) -> bool:
+def is_quorum(members: tuple[str, ...], voters: Collection[str]) -> bool:
     """Majority of ``members``, or exactly half when it holds the oldest member (docs/design.md §5)."""
     k = sum(1 for m in members if m in voters)
     return 2 * k > len(members) or (2 * k == len(members) and members[0] in voters)
@@ -52,22 +37,19 @@ class Proposal:
     ballot: Ballot
     started: float
     phase: int = 1
-    promises: dict[str, dict[str, Any]] = field(default_factory=dict)
+    promises: dict[str, Promise] = field(default_factory=dict)
     accepts: set[str] = field(default_factory=set)
-    value: dict[str, Any] | None = None
+    value: Value | None = None
     last_sent: float = 0.0
     targets: list[str] = field(default_factory=list)  # evs: who must promise (all of them)
 
 
-def choose_value(promises: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def choose_value(promises: dict[str, Promise]) -> Value | None:
     """The accepted value with the highest ballot among the promises, if any (Paxos phase 1b)."""
-    best: tuple[Ballot, dict[str, Any]] | None = None
-    for report in promises.values():
-        acc = report.get("a")
-        if acc is not None:
-            ballot = (acc[0][0], acc[0][1])
-            if best is None or ballot > best[0]:
-                best = (ballot, acc[1])
+    best: tuple[Ballot, Value] | None = None
+    for promise in promises.values():
+        if promise.accepted is not None and (best is None or promise.accepted[0] > best[0]):
+            best = promise.accepted
     return best[1] if best else None
 
 
@@ -84,9 +66,9 @@ def new_members(
 
 
 def evs_value(
-    ballot: Ballot, proposer: str, promises: dict[str, dict[str, Any]], leavers: set[str],
+    ballot: Ballot, proposer: str, promises: dict[str, Promise], leavers: set[str],
     joiners: dict[str, str], addrs: dict[str, str],
-) -> dict[str, Any]:
+) -> Value:
     """The value of an EVS configuration change (docs/design.md §6, 1994 §3).
 
     The promisers come from one or more previous regular configurations (a merge joins several).
@@ -99,40 +81,41 @@ def evs_value(
     of C primary)."""
     configs: dict[str, list[str]] = {}
     for pid in sorted(promises):
-        configs.setdefault(promises[pid]["v"], []).append(pid)
+        at = promises[pid].at
+        assert at is not None  # only members promise
+        configs.setdefault(at, []).append(pid)
     members: list[str] = []
-    parts: dict[str, dict[str, Any]] = {}
+    parts: dict[str, Part] = {}
     primary = False
     bound = False
     for view in sorted(configs, key=lambda v: (view_epoch(v), v)):
         transitional = configs[view]
-        old = promises[transitional[0]]["mem"]
-        reports = [promises[m] for m in old if m in promises and promises[m]["v"] == view]
-        earlier = choose_value({m: promises[m] for m in transitional
-                                if promises[m].get("a") and view in promises[m]["a"][1].get("parts", {})})
+        old = promises[transitional[0]].members
+        reports = [promises[m] for m in old if m in promises and promises[m].at == view]
+        earlier = choose_value({m: p for m in transitional
+                                if (p := promises[m]).accepted is not None and view in p.accepted[1].parts})
         if earlier is not None:
             # Its F was computed from its own voters' reports: a member of C that was not among them
             # may lack what precedes F, so it stays out of this configuration (it merges later).
-            transitional = [m for m in transitional if m in earlier["parts"][view]["t"]]
+            transitional = [m for m in transitional if m in earlier.parts[view].t]
             if not transitional:
                 continue  # its members stay behind (an accepted value never binds someone it omits)
-            part = dict(earlier["parts"][view], t=sorted(transitional))
+            part = msgspec.structs.replace(earlier.parts[view], t=sorted(transitional))
             bound = True
         else:
-            order, msgs, delivered = final_set(old, reports, evs=True)
-            part = {"t": sorted(transitional), "order": order, "msgs": msgs,
-                    "split": delivered}  # 1994 step 6b: that prefix is delivered in the old configuration
+            order, msgs, delivered = final_set(old, [r.report for r in reports], evs=True)
+            # 1994 step 6b: the prefix some member delivered is delivered in the old configuration
+            part = Part(sorted(transitional), order, msgs, delivered)
         members += [m for m in old if m in transitional and m not in leavers]
         parts[view] = part
-        primary = primary or (reports[0]["p"] and is_quorum(tuple(old), set(transitional)))
-    sender = next((m for m in members if not promises[m].get("w")), None)  # one that has the state
-    elsewhere = {m for report in promises.values() for m in report["mem"]}  # stale requests
+        primary = primary or (reports[0].primary and is_quorum(tuple(old), set(transitional)))
+    sender = next((m for m in members if not promises[m].awaiting), None)  # one that has the state
+    elsewhere = {m for promise in promises.values() for m in promise.members}  # stale requests
     joined = sorted(j for j in joiners if j not in elsewhere) if sender else []
     members += joined
     epoch = max(view_epoch(v) for v in configs) + 1
-    return {
-        "evs": True, "id": f"{epoch}.{ballot[0]}.{proposer}", "members": members,
-        "addrs": {m: addrs[m] for m in members}, "parts": parts, "primary": primary and not bound,
-        "state_from": sender if joined else None, "joiners": joined,
-        "voters": sorted(m for part in parts.values() for m in part["t"]),
-    }
+    return Value(
+        prev=None, id=f"{epoch}.{ballot[0]}.{proposer}", members=members,
+        addrs={m: addrs[m] for m in members}, state_from=sender if joined else None, joiners=joined,
+        voters=sorted(m for part in parts.values() for m in part.t), primary=primary and not bound,
+        parts=parts)

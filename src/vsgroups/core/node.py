@@ -20,7 +20,20 @@ import random
 from . import events as ev
 from .config import Config
 from .group import GroupEngine, GroupStatus, raise_not_member
-from .wire import ORDERS, K, name_inc, pack, unpack
+from .ids import name_inc
+from .wire import (
+    ORDERS,
+    Accept,
+    Commit,
+    DecodeError,
+    Frame,
+    Heartbeat,
+    Leave,
+    Prepare,
+    decode,
+    decode_frame,
+    encode,
+)
 
 log = logging.getLogger("vsgroups.core")
 
@@ -148,18 +161,17 @@ class NodeCore:
             return
         self.now = now
         try:
-            sender, addr, msgs = unpack(data)
-            if not (isinstance(sender, str) and isinstance(addr, str) and isinstance(msgs, list)):
-                raise ValueError("frame header has the wrong types")
+            frame = decode_frame(data)
+            sender = frame.sender
             name, inc = name_inc(sender)
-        except Exception as exc:
+        except (*DecodeError, ValueError) as exc:
             log.warning("dropped a malformed frame (%d bytes): %s", len(data), exc)
             return
-        if not self._heard_from(name, inc, sender, addr, now):
+        if not self._heard_from(name, inc, sender, frame.addr, now):
             return
         self.batching = True
         try:
-            for raw in msgs:
+            for raw in frame.msgs:
                 self._dispatch(sender, raw, now)
         finally:
             self.batching = False
@@ -184,11 +196,11 @@ class NodeCore:
             size = 0
             for raw in msgs:
                 if batch and size + len(raw) > budget:
-                    self.outputs.append(ev.Transmit(addr, pack([self.pid, self.addr, batch])))
+                    self.outputs.append(ev.Transmit(addr, encode(Frame(self.pid, self.addr, batch))))
                     batch, size = [], 0
                 batch.append(raw)
                 size += len(raw)
-            self.outputs.append(ev.Transmit(addr, pack([self.pid, self.addr, batch])))
+            self.outputs.append(ev.Transmit(addr, encode(Frame(self.pid, self.addr, batch))))
         self.outbox = {}
         out, self.outputs = self.outputs, []
         return out
@@ -263,21 +275,20 @@ class NodeCore:
 
     def _dispatch(self, sender: str, raw: bytes, now: float) -> None:
         try:
-            fields = unpack(raw)
-            kind = fields[0]
-            if kind == K.HB:
-                for group, view in fields[2].items():
+            msg = decode(raw)
+            if isinstance(msg, Heartbeat):
+                for group, view in msg.views.items():
                     engine = self.groups.get(group)
-                    if engine is not None and isinstance(view, str):
+                    if engine is not None:
                         engine.on_heartbeat_view(sender, view, now)
                 return
-            engine = self.groups.get(fields[1])
+            engine = self.groups.get(msg.group)
             if engine is not None:
-                engine.on_message(sender, fields, raw, now)
-            elif kind in (K.PREPARE, K.ACCEPT, K.COMMIT):
+                engine.on_message(sender, msg, raw, now)
+            elif isinstance(msg, Prepare | Accept | Commit):
                 # A view change counts on us in a group we are not in (a stale join request
                 # admitted us after we left): say so, or the group would wait for us forever.
-                self.send_to(sender, pack([K.LEAVE, fields[1], self.pid, True]))
+                self.send_to(sender, encode(Leave(msg.group, self.pid, True)))
         except Exception as exc:
             log.warning("dropped a malformed message from %s: %r", sender, exc)
 
@@ -302,7 +313,7 @@ class NodeCore:
         everything = {e.name: e.view_id for e in self.groups.values() if e.view_id is not None}
         if not everything:
             return
-        heartbeat = pack([K.HB, None, everything])
+        heartbeat = encode(Heartbeat(None, everything))
         views = {pid for e in self.groups.values() if e.view_id is not None for pid in e.members}
         views.discard(self.pid)
         for pid in sorted(views):

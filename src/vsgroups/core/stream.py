@@ -37,9 +37,8 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 from operator import le
-from typing import Any
 
-from .wire import SAFE, TOTAL, Msg
+from .wire import SAFE, TOTAL, Msg, StreamReport
 
 
 class ViewStream:
@@ -321,16 +320,14 @@ class ViewStream:
                 return j
         return s
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> StreamReport:
         """What this member tells a proposer of the view change (docs/design.md §5)."""
         self.refresh_stable()
-        return {
-            "d": list(self.delivered),
-            "r": list(self.recv),
-            "s": list(self.stable),
-            "sn": self.stable_num,
-            "m": [m.raw for stream in self.held for m in stream.values() if m.raw],
+        return StreamReport(
+            delivered=list(self.delivered),
+            recv=list(self.recv),
+            msgs=[m.raw for stream in self.held for m in stream.values() if m.raw],
             # only the known prefix: a number beyond a gap may order after a causal predecessor
             # whose number is missing, and F's order must stay acyclic
-            "n": {mid: num for mid, num in self.num_of.items() if num <= self.known},
-        }
+            numbers={mid: num for mid, num in self.num_of.items() if num <= self.known},
+        )

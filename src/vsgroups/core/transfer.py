@@ -14,10 +14,10 @@ its incarnation, as in a crash, and joins again as a new one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import events as ev
-from .wire import K, pack
+from .wire import StateChunk, StateDone, StateRequest, Value, encode
 
 if TYPE_CHECKING:
     from .group import GroupEngine
@@ -37,14 +37,14 @@ class StateTransfer:
 
     def provide(self, view: str, data: bytes) -> None:
         value = self.g.change.committed_value_for(view)
-        joiners = set(value["joiners"]) if value else set()
+        joiners = set(value.joiners) if value else set()
         size = self.g.cfg.state_chunk
         chunks = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
         self.out[view] = (chunks, joiners)
         for j in sorted(joiners):
             self._send_chunks(view, j, range(len(chunks)))
 
-    def installed(self, value: dict[str, Any], joined: bool, now: float) -> bool:
+    def installed(self, value: Value, joined: bool, now: float) -> bool:
         """The view of ``value`` was installed: start waiting for the state, or ask the driver for a
         snapshot. False if this joiner must give up (its sender failed or parted first)."""
         g = self.g
@@ -53,12 +53,12 @@ class StateTransfer:
             # only for the members of its own configuration
             g.finish_excluded(now, f"state sender {self.sender} failed or parted before the state arrived")
             return False
-        if joined and value["state_from"] is not None and value["state_from"] != g.me:
-            self.awaiting = value["id"]
-            self.sender = value["state_from"]
+        if joined and value.state_from is not None and value.state_from != g.me:
+            self.awaiting = value.id
+            self.sender = value.state_from
             self.asked = now
-        elif value["state_from"] == g.me and value["joiners"]:
-            g.emit(ev.NeedState(g.name, value["id"]))
+        elif value.state_from == g.me and value.joiners:
+            g.emit(ev.NeedState(g.name, value.id))
         return True
 
     def hold(self, event: ev.Output) -> bool:
@@ -70,35 +70,35 @@ class StateTransfer:
 
     # -- inputs ----------------------------------------------------------------------------------
 
-    def on_state(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
-        view, index, count, chunk = fields[2], fields[3], fields[4], fields[5]
+    def on_state(self, sender: str, msg: StateChunk, raw: bytes, now: float) -> None:
+        view, count = msg.view, msg.count
         if view != self.awaiting:
             return
         g = self.g
-        self.chunks[index] = chunk
+        self.chunks[msg.index] = msg.chunk
         self.asked = now
         if len(self.chunks) == count:
             data = b"".join(self.chunks[i] for i in range(count))
             self.awaiting = None
             self.chunks = {}
-            g.host.send_to(sender, pack([K.STATEDONE, g.name, view]))
+            g.host.send_to(sender, encode(StateDone(g.name, view)))
             g.host.emit(ev.StateReady(g.name, view, data))
             held, self.held = self.held, []
             for event in held:
                 g.host.emit(event)
             g.progress(now)
 
-    def on_statereq(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
-        out = self.out.get(fields[2])
+    def on_statereq(self, sender: str, msg: StateRequest, raw: bytes, now: float) -> None:
+        out = self.out.get(msg.view)
         if out is not None and sender in out[1]:
-            self._send_chunks(fields[2], sender, fields[3])
+            self._send_chunks(msg.view, sender, msg.missing)
 
-    def on_statedone(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
-        out = self.out.get(fields[2])
+    def on_statedone(self, sender: str, msg: StateDone, raw: bytes, now: float) -> None:
+        out = self.out.get(msg.view)
         if out is not None:
             out[1].discard(sender)
             if not out[1]:
-                del self.out[fields[2]]
+                del self.out[msg.view]
 
     def tick(self, now: float) -> None:
         """A joiner asks again for the chunks it lacks; a sender forgets joiners that are gone."""
@@ -107,7 +107,7 @@ class StateTransfer:
             self.asked = now
             assert self.sender is not None
             missing = [i for i in range(max(self.chunks, default=0) + 2) if i not in self.chunks]
-            g.host.send_to(self.sender, pack([K.STATEREQ, g.name, self.awaiting, missing]))
+            g.host.send_to(self.sender, encode(StateRequest(g.name, self.awaiting, missing)))
         for view, (_, joiners) in list(self.out.items()):
             joiners.intersection_update(g.members)
             if not joiners:
@@ -118,4 +118,4 @@ class StateTransfer:
         chunks = self.out[view][0]
         for i in indexes:
             if 0 <= i < len(chunks):
-                g.host.send_to(joiner, pack([K.STATE, g.name, view, i, len(chunks), chunks[i]]))
+                g.host.send_to(joiner, encode(StateChunk(g.name, view, i, len(chunks), chunks[i])))

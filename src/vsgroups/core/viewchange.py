@@ -31,11 +31,28 @@ the final message set by ``flush``):
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .flush import final_set
-from .membership import Ballot, Proposal, choose_value, is_quorum, new_members
-from .wire import K, Msg, pack, unpack, view_epoch
+from .ids import view_epoch
+from .membership import Proposal, choose_value, is_quorum, new_members
+from .wire import (
+    Accept,
+    Accepted,
+    Ballot,
+    Commit,
+    Excluded,
+    Installed,
+    Join,
+    JoinAck,
+    Leave,
+    Msg,
+    Prepare,
+    Promise,
+    Reject,
+    Value,
+    encode,
+)
 
 if TYPE_CHECKING:
     from .group import GroupEngine
@@ -52,14 +69,14 @@ class ViewChange:
         self.cfg = engine.cfg
         self.promised: Ballot | None = None
         self.promised_at = 0.0
-        self.accepted: tuple[Ballot, dict[str, Any]] | None = None
+        self.accepted: tuple[Ballot, Value] | None = None
         self.proposal: Proposal | None = None
         self.max_round = 0
         self.retry_at = 0.0
         self.joins: dict[str, tuple[str, float]] = {}  # joiner: (address, when last asked)
         self.leaves: set[str] = set()
         self.absent: set[str] = set()  # members that told us they are not in the group
-        self.committed: OrderedDict[str, dict[str, Any]] = OrderedDict()  # view: the value that ended it
+        self.committed: OrderedDict[str, Value] = OrderedDict()  # view: the value that ended it
         self.commit_unacked: set[str] = set()
         self.commit_retry_at = 0.0
 
@@ -68,11 +85,11 @@ class ViewChange:
     def coordinator(self) -> str:
         raise NotImplementedError
 
-    def takes_us(self, view: str, value: dict[str, Any]) -> bool:
+    def takes_us(self, view: str | None, value: Value) -> bool:
         """Is ``value``, for the transition out of ``view``, one that takes us out of our view?"""
         raise NotImplementedError
 
-    def on_prepare(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_prepare(self, sender: str, msg: Prepare, raw: bytes, now: float) -> None:
         raise NotImplementedError
 
     def _not_ours(self, sender: str, view: str, now: float) -> None:
@@ -84,7 +101,7 @@ class ViewChange:
     def _try_decide(self, now: float) -> None:
         raise NotImplementedError
 
-    def apply(self, value: dict[str, Any], now: float) -> None:
+    def apply(self, value: Value, now: float) -> None:
         """Deliver what the decided ``value`` says the old view ends with, then move to the new one."""
         raise NotImplementedError
 
@@ -101,15 +118,15 @@ class ViewChange:
 
     # -- the shared machinery --------------------------------------------------------------------
 
-    def committed_value_for(self, view: str) -> dict[str, Any] | None:
-        return next((v for v in self.committed.values() if v["id"] == view), None)
+    def committed_value_for(self, view: str) -> Value | None:
+        return next((v for v in self.committed.values() if v.id == view), None)
 
-    def remember(self, view: str, value: dict[str, Any]) -> None:
+    def remember(self, view: str, value: Value) -> None:
         self.committed[view] = value
         while len(self.committed) > KEEP_COMMITTED:
             self.committed.popitem(last=False)
 
-    def installed(self, members: tuple[str, ...], value: dict[str, Any]) -> None:
+    def installed(self, members: tuple[str, ...], value: Value) -> None:
         """A new view: the transition out of the old one is over."""
         self.promised = None
         self.accepted = None
@@ -117,7 +134,7 @@ class ViewChange:
         self.retry_at = 0.0
         self.leaves &= set(members)
         self.absent &= set(members)
-        for pid in value["joiners"]:
+        for pid in value.joiners:
             self.joins.pop(pid, None)
 
     def gone(self, pid: str) -> bool:
@@ -128,26 +145,26 @@ class ViewChange:
         g = self.g
         return {m for m in g.members if m != g.me and self.gone(m)}
 
-    def on_join(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_join(self, sender: str, msg: Join, raw: bytes, now: float) -> None:
         g = self.g
-        pid, addr = fields[2], fields[3]
+        pid, addr = msg.pid, msg.addr
         if not g.is_member:
             return
         if pid in g.members:  # it missed the commit that added it
-            value = next((v for v in self.committed.values() if pid in v["joiners"]), None)
+            value = next((v for v in self.committed.values() if pid in v.joiners), None)
             if value is not None and sender == pid:
-                g.host.send(addr, pack([K.COMMIT, g.name, value.get("from"), value]))
+                g.host.send(addr, encode(Commit(g.name, value.prev, value)))
             return
         g.host.learn_addr(pid, addr)
         self.joins[pid] = (addr, now)
-        g.host.send(addr, pack([K.JOINACK, g.name]))
+        g.host.send(addr, encode(JoinAck(g.name)))
         coordinator = self.coordinator()
         if coordinator != g.me and sender == pid:
             g.host.send_to(coordinator, raw)
 
-    def on_leave(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
-        pid = fields[2]
-        not_at_all = len(fields) > 3 and bool(fields[3]) and pid == sender
+    def on_leave(self, sender: str, msg: Leave, raw: bytes, now: float) -> None:
+        pid = msg.pid
+        not_at_all = msg.not_member and pid == sender
         if pid in self.g.members:
             self.leaves.add(pid)
             if not_at_all:
@@ -155,78 +172,75 @@ class ViewChange:
         elif not_at_all and self._forget_foreign(pid):
             self.absent.add(pid)
 
-    def promise(self, sender: str, view: str, ballot: Ballot, now: float) -> None:
+    def promise(self, sender: str, view: str | None, ballot: Ballot, now: float) -> None:
         g = self.g
         self.max_round = max(self.max_round, ballot[0])
         if self.promised is None or ballot >= self.promised:
             self.promised = ballot
             self.promised_at = now
             assert g.stream is not None
-            report = g.stream.report()
-            report["a"] = [list(self.accepted[0]), self.accepted[1]] if self.accepted else None
-            report["v"] = g.view_id
-            report["mem"] = list(g.members)
-            report["p"] = g.primary
-            report["w"] = g.transfer.awaiting is not None  # cannot send state to joiners yet
-            g.host.send_to(sender, pack([K.PROMISE, g.name, view, list(ballot), report]))
+            promise = Promise(g.name, view, ballot, g.stream.report(), self.accepted, g.view_id,
+                              list(g.members), g.primary, awaiting=g.transfer.awaiting is not None)
+            g.host.send_to(sender, encode(promise))
         else:
-            g.host.send_to(sender, pack([K.REJECT, g.name, view, list(self.promised)]))
+            g.host.send_to(sender, encode(Reject(g.name, view, self.promised)))
 
-    def on_promise(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_promise(self, sender: str, msg: Promise, raw: bytes, now: float) -> None:
         p = self.proposal
-        if p is not None and p.phase == 1 and fields[2] == self.g.view_id and tuple(fields[3]) == p.ballot:
-            p.promises[sender] = fields[4]
+        if p is not None and p.phase == 1 and msg.view == self.g.view_id and msg.ballot == p.ballot:
+            p.promises[sender] = msg
             self._try_decide(now)
 
-    def on_reject(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
-        if fields[2] != self.g.view_id:
+    def on_reject(self, sender: str, msg: Reject, raw: bytes, now: float) -> None:
+        if msg.view != self.g.view_id:
             return
-        self.max_round = max(self.max_round, fields[3][0])
-        if self.proposal is not None and tuple(fields[3]) > self.proposal.ballot:
+        self.max_round = max(self.max_round, msg.promised[0])
+        if self.proposal is not None and msg.promised > self.proposal.ballot:
             self.proposal = None
             self.retry_at = now + self.g.host.rng.uniform(0.5, 1.5) * self.cfg.retry_interval
 
-    def on_accept(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_accept(self, sender: str, msg: Accept, raw: bytes, now: float) -> None:
         g = self.g
-        view, ballot, value = fields[2], (fields[3][0], fields[3][1]), fields[4]
+        view, ballot, value = msg.view, msg.ballot, msg.value
         if not self.takes_us(view, value) or not g.is_member:
-            self._not_ours(sender, view, now)
+            if view is not None:
+                self._not_ours(sender, view, now)
             return
         if self.promised is None or ballot >= self.promised:
             self.promised = ballot
             self.accepted = (ballot, value)
-            g.host.send_to(sender, pack([K.ACCEPTED, g.name, view, list(ballot)]))
+            g.host.send_to(sender, encode(Accepted(g.name, view, ballot)))
         else:
-            g.host.send_to(sender, pack([K.REJECT, g.name, view, list(self.promised)]))
+            g.host.send_to(sender, encode(Reject(g.name, view, self.promised)))
 
-    def on_accepted(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_accepted(self, sender: str, msg: Accepted, raw: bytes, now: float) -> None:
         p = self.proposal
-        if p is None or p.value is None or fields[2] != self.g.view_id or tuple(fields[3]) != p.ballot:
+        if p is None or p.value is None or msg.view != self.g.view_id or msg.ballot != p.ballot:
             return
         p.accepts.add(sender)
         if self._decided(p):
             self._commit(p.value, now)
 
-    def on_commit(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_commit(self, sender: str, msg: Commit, raw: bytes, now: float) -> None:
         g = self.g
-        prev, value = fields[2], fields[3]
-        if g.joining and g.me in value["joiners"]:
+        prev, value = msg.view, msg.value
+        if g.joining and g.me in value.joiners:
             g.install(value, now, joined=True)
         elif g.is_member and self.takes_us(prev, value):
             self.apply(value, now)
-        elif not (g.is_member and value["id"] == g.view_id):
+        elif not (g.is_member and value.id == g.view_id):
             return
-        if g.is_member and value["id"] == g.view_id:
-            g.host.send_to(sender, pack([K.INSTALLED, g.name, value["id"]]))
+        if g.is_member and value.id == g.view_id:
+            g.host.send_to(sender, encode(Installed(g.name, value.id)))
 
-    def on_installed(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
-        if fields[2] == self.g.view_id:
+    def on_installed(self, sender: str, msg: Installed, raw: bytes, now: float) -> None:
+        if msg.view == self.g.view_id:
             self.commit_unacked.discard(sender)
 
-    def on_excluded(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_excluded(self, sender: str, msg: Excluded, raw: bytes, now: float) -> None:
         g = self.g
-        if g.is_member and not g.leaving and fields[2] == g.view_id:
-            g.finish_excluded(now, f"{sender} reports view {fields[2]} was succeeded without us")
+        if g.is_member and not g.leaving and msg.view == g.view_id:
+            g.finish_excluded(now, f"{sender} reports view {msg.view} was succeeded without us")
 
     def on_heartbeat_view(self, sender: str, view: str, now: float) -> None:
         """A peer's heartbeat says which view of this group it is in."""
@@ -243,26 +257,27 @@ class ViewChange:
         g = self.g
         p.last_sent = now
         if p.phase == 1:
-            data = pack([K.PREPARE, g.name, g.view_id, list(p.ballot), p.targets])
+            data = encode(Prepare(g.name, g.view_id, p.ballot, p.targets))
             targets = [m for m in p.targets or g.members if m not in p.promises]
         else:
-            data = pack([K.ACCEPT, g.name, g.view_id, list(p.ballot), p.value])
+            assert p.value is not None
+            data = encode(Accept(g.name, g.view_id, p.ballot, p.value))
             targets = [m for m in p.promises if m not in p.accepts]
         for pid in targets:
             g.host.send_to(pid, data)
 
-    def _commit(self, value: dict[str, Any], now: float) -> None:
+    def _commit(self, value: Value, now: float) -> None:
         g = self.g
-        data = pack([K.COMMIT, g.name, g.view_id, value])
-        everyone = set(g.members) | set(value["members"])
+        data = encode(Commit(g.name, g.view_id, value))
+        everyone = set(g.members) | set(value.members)
         for pid in sorted(everyone - {g.me}):
-            addr = g.addrs.get(pid) or value["addrs"].get(pid)
+            addr = g.addrs.get(pid) or value.addrs.get(pid)
             if addr:
                 g.host.send(addr, data)
         self.proposal = None
-        if self.takes_us(g.view_id or "", value):
+        if self.takes_us(g.view_id, value):
             self.apply(value, now)
-        self.commit_unacked = set(value["members"]) - {g.me}
+        self.commit_unacked = set(value.members) - {g.me}
         self.commit_retry_at = now + self.cfg.retry_interval
 
     def deliver_unseen(self, raw: bytes, view: str | None = None) -> None:
@@ -270,7 +285,7 @@ class ViewChange:
         g = self.g
         stream = g.stream
         assert stream is not None
-        msg = Msg.decode(unpack(raw), raw)
+        msg = Msg.decode(raw)
         s = stream.index[msg.sender]
         if msg.seq > stream.delivered[s]:
             stream.delivered[s] = msg.seq
@@ -282,7 +297,7 @@ class ViewChange:
             self.commit_retry_at = now + self.cfg.retry_interval
             value = self.committed_value_for(g.view_id or "")
             if value is not None:
-                data = pack([K.COMMIT, g.name, value.get("from"), value])
+                data = encode(Commit(g.name, value.prev, value))
                 for pid in sorted(self.commit_unacked):
                     if not g.host.suspects(pid):
                         g.host.send_to(pid, data)
@@ -315,16 +330,16 @@ class VsViewChange(ViewChange):
         suspects = self.suspects()
         return next((m for m in self.g.members if m not in suspects), self.g.me)
 
-    def takes_us(self, view: str, value: dict[str, Any]) -> bool:
+    def takes_us(self, view: str | None, value: Value) -> bool:
         return view == self.g.view_id
 
-    def on_prepare(self, sender: str, fields: list[Any], raw: bytes, now: float) -> None:
+    def on_prepare(self, sender: str, msg: Prepare, raw: bytes, now: float) -> None:
         g = self.g
-        view, ballot = fields[2], (fields[3][0], fields[3][1])
-        if view == g.view_id and g.is_member:
+        view, ballot = msg.view, msg.ballot
+        if view is not None and view == g.view_id and g.is_member:
             if sender in g.members:
                 self.promise(sender, view, ballot, now)
-        else:
+        elif view is not None:
             self._answer_stale(sender, view, now, force=True)
 
     def _not_ours(self, sender: str, view: str, now: float) -> None:
@@ -364,36 +379,35 @@ class VsViewChange(ViewChange):
         p.phase = 2
         self._resend(p, now)
 
-    def _build_value(self, p: Proposal) -> dict[str, Any]:
+    def _build_value(self, p: Proposal) -> Value:
         g = self.g
         joiners = {pid: addr for pid, (addr, _) in self.joins.items()}
         members, joined = new_members(g.members, set(p.promises), self.leaves, joiners)
-        reports = [p.promises[m] for m in g.members if m in p.promises]
+        reports = [p.promises[m].report for m in g.members if m in p.promises]
         order, msgs, _ = final_set(list(g.members), reports)
         addrs = {m: g.addrs.get(m) or joiners[m] for m in members}
         assert g.view_id is not None
-        return {
-            "from": g.view_id, "id": f"{view_epoch(g.view_id) + 1}.{p.ballot[0]}.{g.me}",
-            "members": members, "addrs": addrs, "order": order, "msgs": msgs,
-            "state_from": members[0] if joined else None, "joiners": joined, "voters": sorted(p.promises),
-        }
+        return Value(
+            prev=g.view_id, id=f"{view_epoch(g.view_id) + 1}.{p.ballot[0]}.{g.me}", members=members,
+            addrs=addrs, state_from=members[0] if joined else None, joiners=joined, voters=sorted(p.promises),
+            order=order, msgs=msgs)
 
-    def apply(self, value: dict[str, Any], now: float) -> None:
+    def apply(self, value: Value, now: float) -> None:
         g = self.g
         assert g.stream is not None and g.view_id is not None
         self.remember(g.view_id, value)
-        staying = g.me in value["members"]
+        staying = g.me in value.members
         if not staying and not g.leaving:
-            g.finish_excluded(now, f"view {value['id']} succeeded {g.view_id} without us")
+            g.finish_excluded(now, f"view {value.id} succeeded {g.view_id} without us")
             return
-        if g.me not in value["voters"]:
+        if g.me not in value.voters:
             # A leaver the group went on without (it was suspected): F did not use its report, so
             # delivering F could skip what it lacks, and its last messages may be lost, as in a
             # crash. Fail-stop: this incarnation ends.
-            g.finish_excluded(now, f"view {value['id']} succeeded {g.view_id} without our vote")
+            g.finish_excluded(now, f"view {value.id} succeeded {g.view_id} without our vote")
             return
-        for mid in value["order"]:
-            self.deliver_unseen(value["msgs"][mid])
+        for mid in value.order:
+            self.deliver_unseen(value.msgs[mid])
         if staying:
             g.install(value, now, joined=False)
         else:
@@ -409,6 +423,6 @@ class VsViewChange(ViewChange):
         self.told[sender] = now
         value = self.committed.get(view)
         if value is not None:
-            g.host.send_to(sender, pack([K.COMMIT, g.name, view, value]))
+            g.host.send_to(sender, encode(Commit(g.name, view, value)))
         elif sender not in g.members:
-            g.host.send_to(sender, pack([K.EXCLUDED, g.name, view]))
+            g.host.send_to(sender, encode(Excluded(g.name, view)))

@@ -1,54 +1,276 @@
-"""Wire encoding of protocol messages (msgpack).
+"""The protocol's messages, as typed records, and their encoding (msgpack, through msgspec).
 
-A frame is ``[sender pid, sender address, [msg, msg, ...]]`` where each msg is itself a packed
-msgpack array ``[kind, group, ...]``. Messages are packed once and the bytes reused for every
-destination and every retransmission, so a relayed message is byte-identical to the original
-(docs/design.md §3: never re-stamp a message).
+A frame is ``Frame(sender pid, sender address, [encoded message, ...])``; each message is encoded
+once, and its bytes are reused for every destination and every retransmission, so a relayed
+message is byte-identical to the original (docs/design.md §3: never re-stamp a message).
+
+Every message is a ``msgspec.Struct`` encoded as a msgpack array whose first element is its kind
+(``K``) and whose second is its group. Decoding checks the type of every field before an engine
+sees the message, so a handler never meets a field of the wrong type; what decoding cannot check
+(ranges, membership of the sender) the handlers do. The values and reports of a view change are
+records too (``Value``, ``Part``, ``StreamReport``).
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
 
-import msgpack
+import msgspec
+
+from .ids import sender_of
 
 ORDERS = ("fifo", "causal", "total", "safe")
 ORDER_CODE = {name: code for code, name in enumerate(ORDERS)}
 FIFO, CAUSAL, TOTAL, SAFE = range(4)
 
+Ballot = tuple[int, str]  # (round, proposer): compared as a tuple
+
 
 class K(IntEnum):
-    HB = 0  # [HB, None, {group: view id}]
-    DATA = 1  # [DATA, g, view, seq, order, vt, [mid, ...], [payload, ...], lamport time (evs; else 0)]
-    ACK = 2  # [ACK, g, view, acked vector, known numbers, waiting for stability, lamport clock (evs)]
-    NUM = 3  # [NUM, g, view, first number, [mid, ...]]
-    NAK = 4  # [NAK, g, view, sender index, from seq, to seq]
-    NUMNAK = 5  # [NUMNAK, g, view, from number]
-    JOIN = 6  # [JOIN, g, pid, addr]
-    JOINACK = 7  # [JOINACK, g]
-    LEAVE = 8  # [LEAVE, g, pid, not a member at all]
-    PREPARE = 9  # [PREPARE, g, view, ballot]
-    PROMISE = 10  # [PROMISE, g, view, ballot, report]
-    REJECT = 11  # [REJECT, g, view, promised ballot]
-    ACCEPT = 12  # [ACCEPT, g, view, ballot, value]
-    ACCEPTED = 13  # [ACCEPTED, g, view, ballot]
-    COMMIT = 14  # [COMMIT, g, view, value]
-    INSTALLED = 15  # [INSTALLED, g, new view]
-    EXCLUDED = 16  # [EXCLUDED, g, view]
-    STATE = 17  # [STATE, g, view, index, count, chunk]
-    STATEREQ = 18  # [STATEREQ, g, view, [missing indexes]]
-    STATEDONE = 19  # [STATEDONE, g, view]
-    DIRECT = 20  # [DIRECT, g, payload]
-    MERGE = 21  # [MERGE, g, pid, addr]: pid, at addr, is in another configuration of g (evs)
+    HB = 0
+    DATA = 1
+    ACK = 2
+    NUM = 3
+    NAK = 4
+    NUMNAK = 5
+    JOIN = 6
+    JOINACK = 7
+    LEAVE = 8
+    PREPARE = 9
+    PROMISE = 10
+    REJECT = 11
+    ACCEPT = 12
+    ACCEPTED = 13
+    COMMIT = 14
+    INSTALLED = 15
+    EXCLUDED = 16
+    STATE = 17
+    STATEREQ = 18
+    STATEDONE = 19
+    DIRECT = 20
+    MERGE = 21
 
 
-def pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+class Frame(msgspec.Struct, array_like=True):
+    sender: str  # pid of the sending incarnation
+    addr: str  # where it listens
+    msgs: list[bytes]  # encoded messages
 
 
-def unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+class _Message(msgspec.Struct, array_like=True, frozen=True):
+    pass
+
+
+# -- the data path (docs/design.md §2-4) ---------------------------------------------------------
+
+class Heartbeat(_Message, frozen=True, tag=int(K.HB)):
+    """A sign of life naming every view of its sender (merge discovery and stale views)."""
+
+    group: None
+    views: dict[str, str]  # group: view id
+
+
+class Data(_Message, frozen=True, tag=int(K.DATA)):
+    """A run of casts of one sender with one ordering: the unit of the streams (see ``wire.Msg``)."""
+
+    group: str
+    view: str
+    seq: int
+    order: int
+    vt: list[int]
+    mids: list[str]
+    payloads: list[bytes]
+    ts: int  # evs: Lamport time (0 in vs)
+
+
+class Ack(_Message, frozen=True, tag=int(K.ACK)):
+    group: str
+    view: str
+    acked: list[int]  # per sender, the prefix held with its causal past
+    known: int  # contiguous count of global numbers known
+    waiting: bool  # the sender still waits for stability
+    clock: int  # evs: Lamport clock
+
+
+class Num(_Message, frozen=True, tag=int(K.NUM)):
+    """Order notice: messages ``mids`` hold global numbers ``first``, ``first + 1``, ..."""
+
+    group: str
+    view: str
+    first: int
+    mids: list[str]
+
+
+class Nak(_Message, frozen=True, tag=int(K.NAK)):
+    group: str
+    view: str
+    sender: int  # index of the sender in the view
+    first: int
+    last: int
+
+
+class NumNak(_Message, frozen=True, tag=int(K.NUMNAK)):
+    group: str
+    view: str
+    first: int
+
+
+class Direct(_Message, frozen=True, tag=int(K.DIRECT)):
+    """Point to point (group RPC replies)."""
+
+    group: str
+    payload: bytes
+
+
+# -- joining and leaving (docs/design.md §5, §7) ---------------------------------------------------
+
+class Join(_Message, frozen=True, tag=int(K.JOIN)):
+    group: str
+    pid: str
+    addr: str
+
+
+class JoinAck(_Message, frozen=True, tag=int(K.JOINACK)):
+    group: str
+
+
+class Leave(_Message, frozen=True, tag=int(K.LEAVE)):
+    group: str
+    pid: str
+    not_member: bool = False  # "pid is not in the group at all" (only from pid itself)
+
+
+class MergeHint(_Message, frozen=True, tag=int(K.MERGE)):
+    """evs: ``pid``, at ``addr``, is in another configuration of the group."""
+
+    group: str
+    pid: str
+    addr: str
+
+
+# -- the view change (docs/design.md §5, §6) -------------------------------------------------------
+
+class Part(msgspec.Struct, array_like=True, frozen=True):
+    """evs: what a value says of one previous configuration C."""
+
+    t: list[str]  # the transitional configuration: the members that come from C
+    order: list[str]  # the messages of C they deliver, in order...
+    msgs: dict[str, bytes]  # ...and their encodings
+    split: int  # the first ``split`` are delivered in C, the rest in the transitional configuration
+
+
+class Value(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
+    """The decided value of a transition: the next view and how the old one ends."""
+
+    prev: str | None  # the view it succeeds (vs; None for the view of a founder or a recovery)
+    id: str
+    members: list[str]  # age order
+    addrs: dict[str, str]
+    state_from: str | None  # who sends the state to the joiners
+    joiners: list[str]
+    voters: list[str]  # whose reports it was built from
+    primary: bool = True
+    order: list[str] = []  # vs: the final set F of the old view, in delivery order...
+    msgs: dict[str, bytes] = {}  # ...and its messages
+    parts: dict[str, Part] = {}  # evs: per previous configuration
+
+
+class StreamReport(msgspec.Struct, array_like=True, frozen=True):
+    """What a member's stream holds, for the final set (``ViewStream.report``)."""
+
+    delivered: list[int]
+    recv: list[int]
+    msgs: list[bytes]  # every message still held
+    numbers: dict[str, int]  # the known prefix of global numbers
+
+
+class Prepare(_Message, frozen=True, tag=int(K.PREPARE)):
+    group: str
+    view: str | None
+    ballot: Ballot
+    targets: list[str]  # evs: who must promise
+
+
+class Promise(_Message, frozen=True, tag=int(K.PROMISE)):
+    group: str
+    view: str | None
+    ballot: Ballot
+    report: StreamReport
+    accepted: tuple[Ballot, Value] | None  # the value accepted for this transition, if any
+    at: str | None  # the promiser's view (evs: several configurations merge)
+    members: list[str]  # its members
+    primary: bool
+    awaiting: bool  # a joiner without the state yet: it cannot send state to others
+
+
+class Reject(_Message, frozen=True, tag=int(K.REJECT)):
+    group: str
+    view: str | None
+    promised: Ballot
+
+
+class Accept(_Message, frozen=True, tag=int(K.ACCEPT)):
+    group: str
+    view: str | None
+    ballot: Ballot
+    value: Value
+
+
+class Accepted(_Message, frozen=True, tag=int(K.ACCEPTED)):
+    group: str
+    view: str | None
+    ballot: Ballot
+
+
+class Commit(_Message, frozen=True, tag=int(K.COMMIT)):
+    group: str
+    view: str | None  # the view it ends
+    value: Value
+
+
+class Installed(_Message, frozen=True, tag=int(K.INSTALLED)):
+    group: str
+    view: str
+
+
+class Excluded(_Message, frozen=True, tag=int(K.EXCLUDED)):
+    """``view`` was succeeded without the receiver."""
+
+    group: str
+    view: str
+
+
+# -- state transfer (docs/design.md §7) ------------------------------------------------------------
+
+class StateChunk(_Message, frozen=True, tag=int(K.STATE)):
+    group: str
+    view: str
+    index: int
+    count: int
+    chunk: bytes
+
+
+class StateRequest(_Message, frozen=True, tag=int(K.STATEREQ)):
+    group: str
+    view: str
+    missing: list[int]
+
+
+class StateDone(_Message, frozen=True, tag=int(K.STATEDONE)):
+    group: str
+    view: str
+
+
+Message = (
+    Heartbeat | Data | Ack | Num | Nak | NumNak | Join | JoinAck | Leave | Prepare | Promise | Reject | Accept
+    | Accepted | Commit | Installed | Excluded | StateChunk | StateRequest | StateDone | Direct | MergeHint
+)
+
+encode = msgspec.msgpack.Encoder().encode
+decode_frame = msgspec.msgpack.Decoder(Frame).decode
+decode = msgspec.msgpack.Decoder(Message).decode
+decode_data = msgspec.msgpack.Decoder(Data).decode
+DecodeError = (msgspec.DecodeError, msgspec.ValidationError)
 
 
 class Msg:
@@ -79,33 +301,22 @@ class Msg:
 
     def encode(self, group: str) -> bytes:
         if self.raw is None:
-            self.raw = pack([K.DATA, group, self.view, self.seq, self.order, self.vt, self.mids,
-                             self.payloads, self.ts])
+            self.raw = encode(Data(group, self.view, self.seq, self.order, self.vt, self.mids, self.payloads,
+                                   self.ts))
         return self.raw
 
     @classmethod
-    def decode(cls, fields: list[Any], raw: bytes) -> Msg:
-        _, _, view, seq, order, vt, mids, payloads, ts = fields
-        if not (isinstance(seq, int) and isinstance(order, int) and 0 <= order < 4 and isinstance(vt, list)
-                and isinstance(mids, list) and isinstance(payloads, list) and isinstance(ts, int)
-                and 0 < len(mids) == len(payloads) and all(isinstance(m, str) for m in mids)
-                and all(isinstance(p, bytes) for p in payloads)):
+    def of(cls, data: Data, raw: bytes) -> Msg:
+        """The unit a received ``Data`` message carries (``raw``: its encoding)."""
+        mids = data.mids
+        if not (0 <= data.order < 4 and 0 < len(mids) == len(data.payloads)):
             raise ValueError("malformed DATA message")
         sender = sender_of(mids[0])
         prefix = sender + ":"
         if not all(m.startswith(prefix) for m in mids):
             raise ValueError("DATA message with casts of several senders")
-        return cls(mids, sender, view, seq, order, vt, payloads, raw, ts)
+        return cls(mids, sender, data.view, data.seq, data.order, data.vt, data.payloads, raw, data.ts)
 
-
-def sender_of(mid: str) -> str:
-    return mid.rpartition(":")[0]
-
-
-def name_inc(pid: str) -> tuple[str, int]:
-    name, _, inc = pid.rpartition("#")
-    return name, int(inc)
-
-
-def view_epoch(view_id: str) -> int:
-    return int(view_id.partition(".")[0])
+    @classmethod
+    def decode(cls, raw: bytes) -> Msg:
+        return cls.of(decode_data(raw), raw)

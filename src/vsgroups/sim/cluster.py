@@ -30,7 +30,8 @@ from typing import Any
 
 from ..core import Config, NodeCore
 from ..core import events as ev
-from ..core.wire import view_epoch
+from ..core.driver import Driver
+from ..core.ids import view_epoch
 from ..trace import TraceWriter
 from .network import Network
 
@@ -75,6 +76,7 @@ class Simulation:
         self.by_addr: dict[str, SimProcess] = {}
         self.frames = 0
         self.listeners: list[Callable[[SimProcess, ev.Output], None]] = []
+        self.drivers: dict[str, _Outputs] = {}
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -115,6 +117,7 @@ class Simulation:
         proc = SimProcess(name, addr, groups, founds, *self._incarnate(name, addr, 0))
         self.procs[name] = proc
         self.by_addr[addr] = proc
+        self.drivers[name] = _Outputs(self, proc)
         self._start(proc)
         return proc
 
@@ -277,44 +280,19 @@ class Simulation:
 
     def _handle(self, proc: SimProcess) -> None:
         core = proc.core
-        excluded = False
-        outputs = core.take_outputs()
-        while outputs:
-            for out in outputs:
-                excluded = self._output(proc, core, out) or excluded
-            outputs = core.take_outputs()
-        if excluded and proc.core is core and proc.up:
+        driver = self.drivers[proc.name]
+        driver.excluded = False
+        driver.drain(core)
+        if driver.excluded and proc.core is core and proc.up:
             proc.trace.close(clean=False)  # this incarnation is over: its trace ends like a crash
             self._next_incarnation(proc)
 
-    def _output(self, proc: SimProcess, core: NodeCore, out: ev.Output) -> bool:
-        """Act on one output; True if it ends the incarnation."""
-        for listener in self.listeners:
-            listener(proc, out)
-        if isinstance(out, ev.Transmit):  # the commonest output, and no part of the history
-            dst = self.by_addr.get(out.addr)
-            if dst is not None:
-                self.frames += 1
-                for when in self.net.arrivals(proc.name, dst.name, self.now):
-                    self.at(when, self._arrive, proc.name, dst, dst.boots, out.data)
-            return False
-        proc.trace.record(out)
-        if isinstance(out, ev.Delivered):
-            proc.delivered += len(out.msgs)
-            if out.order in ("total", "safe"):  # the replicated state: only totally ordered updates
-                for mid, payload in zip(out.msgs, out.payloads, strict=True):
-                    proc.digests[out.group] = hashlib.sha256(
-                        (proc.digests[out.group] + mid).encode() + payload).hexdigest()[:16]
-        elif isinstance(out, ev.ViewInstalled):
-            proc.views[out.group] = (out.view, out.members)
-        elif isinstance(out, ev.NeedState):
-            core.provide_state(out.group, out.view, proc.digests[out.group].encode(), self.now)
-        elif isinstance(out, ev.StateReady):
-            proc.digests[out.group] = out.data.decode()
-        elif isinstance(out, ev.Left):
-            proc.views.pop(out.group, None)
-            proc.digests.pop(out.group, None)
-        return isinstance(out, ev.Excluded)
+    def _transmit(self, proc: SimProcess, out: ev.Transmit) -> None:
+        dst = self.by_addr.get(out.addr)
+        if dst is not None:
+            self.frames += 1
+            for when in self.net.arrivals(proc.name, dst.name, self.now):
+                self.at(when, self._arrive, proc.name, dst, dst.boots, out.data)
 
     def _arrive(self, src: str, dst: SimProcess, boots: int, data: bytes) -> None:
         if not dst.up or dst.boots != boots or not self.net.connected(src, dst.name):
@@ -324,3 +302,46 @@ class Simulation:
             return
         dst.core.receive(data, self.now)
         self._handle(dst)
+
+
+class _Outputs(Driver):
+    """Acts on one simulated process's outputs: the network, the trace, the toy replicated state."""
+
+    def __init__(self, sim: Simulation, proc: SimProcess) -> None:
+        super().__init__()
+        self.sim = sim
+        self.proc = proc
+        self.excluded = False  # the incarnation being drained was excluded: it ends
+
+    def observe(self, out: ev.Output) -> None:
+        for listener in self.sim.listeners:
+            listener(self.proc, out)
+        if type(out) is not ev.Transmit:  # the commonest output, and no part of the history
+            self.proc.trace.record(out)
+
+    def on_transmit(self, out: ev.Transmit) -> None:
+        self.sim._transmit(self.proc, out)
+
+    def on_delivered(self, out: ev.Delivered) -> None:
+        proc = self.proc
+        proc.delivered += len(out.msgs)
+        if out.order in ("total", "safe"):  # the replicated state: only totally ordered updates
+            for mid, payload in zip(out.msgs, out.payloads, strict=True):
+                proc.digests[out.group] = hashlib.sha256(
+                    (proc.digests[out.group] + mid).encode() + payload).hexdigest()[:16]
+
+    def on_view(self, out: ev.ViewInstalled) -> None:
+        self.proc.views[out.group] = (out.view, out.members)
+
+    def on_need_state(self, out: ev.NeedState) -> None:
+        self.core.provide_state(out.group, out.view, self.proc.digests[out.group].encode(), self.sim.now)
+
+    def on_state_ready(self, out: ev.StateReady) -> None:
+        self.proc.digests[out.group] = out.data.decode()
+
+    def on_left(self, out: ev.Left) -> None:
+        self.proc.views.pop(out.group, None)
+        self.proc.digests.pop(out.group, None)
+
+    def on_excluded(self, out: ev.Excluded) -> None:
+        self.excluded = True

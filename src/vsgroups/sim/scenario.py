@@ -50,8 +50,8 @@ from pathlib import Path
 
 from ..check import Violation, check_dir
 from ..core import Config
+from ..core.ids import name_inc, view_epoch
 from ..core.membership import is_quorum
-from ..core.wire import name_inc, view_epoch
 from .cluster import Simulation
 
 ORDERS = ("fifo", "causal", "total", "safe")
