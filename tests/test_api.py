@@ -1,13 +1,18 @@
 """The asyncio API in one process over real TCP on loopback: join with state, casts, flush,
-query, leave, and the errors of misuse."""
+query, leave, graceful and abrupt close, and the errors of misuse."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import vsgroups
+from vsgroups.check import check_dir
+from vsgroups.procs import free_port
 
 
 class Counter(vsgroups.Replica):
@@ -105,5 +110,114 @@ def test_a_16_mib_message_and_a_large_state_pass_intact() -> None:
                 assert b1.blobs == b2.blobs == [big, big[::-1]]
             with pytest.raises(vsgroups.PayloadTooLarge):
                 await g1.cast(big + bytes(1 << 15))
+
+    run(main())
+
+
+# --- closing a node ----------------------------------------------------------------------------------
+
+
+def trace(directory: Path, pid: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (directory / f"{pid}.jsonl").read_text().splitlines()]
+
+
+def tail(events: list[dict[str, Any]], n: int) -> list[tuple[str, str | None]]:
+    return [(e["ev"], e.get("g")) for e in events[-n:]]
+
+
+def test_leaving_async_with_node_leaves_every_group_after_delivering_its_casts(tmp_path: Path) -> None:
+    """Leaving the ``async with`` block refuses new casts, sends and delivers those accepted, and leaves
+    both groups: the other member has installed a view without it by then (it coordinates the view
+    change), and the trace ends with a ``leave`` per group, then ``stop``."""
+
+    async def main() -> None:
+        async with vsgroups.Node("p1", key="k", found=True, trace_dir=tmp_path) as n1:
+            c1, d1 = Counter(), Counter()
+            g1, h1 = await n1.join("c", c1), await n1.join("d", d1)
+            async with vsgroups.Node("p2", seeds=[n1.address], key="k", trace_dir=tmp_path) as n2:
+                c2 = Counter()
+                g2, h2 = await n2.join("c", c2), await n2.join("d")
+                assert set(g1.members) == set(h1.members) == {n1.pid, n2.pid}
+                gone = n2.pid
+                for _ in range(30):  # safe casts, not flushed: unstable when the block ends
+                    await g2.cast({"add": 1}, order="safe")
+                    await h2.cast({"add": 1}, order="total")
+                closing = asyncio.get_running_loop().create_task(n2.close())
+                await asyncio.sleep(0)  # close() has begun: it refuses new casts at once
+                with pytest.raises(vsgroups.NodeClosed):
+                    await g2.cast({"add": 1})
+                assert await closing is True
+            assert g1.members == h1.members == (n1.pid,)
+            assert c2.n == 30, "the leaver delivered its own casts before leaving"
+            assert c1.n == d1.n == 30
+            with pytest.raises(vsgroups.NodeClosed):
+                await g2.cast({"add": 1})
+        assert tail(trace(tmp_path, gone), 3) in ([("leave", "c"), ("leave", "d"), ("stop", None)],
+                                                  [("leave", "d"), ("leave", "c"), ("stop", None)])
+        violations = check_dir(tmp_path, live=True, model="vs")
+        assert not violations, "\n".join(f"{v.prop}: {v.message} {v.evidence}" for v in violations)
+
+    run(main())
+
+
+def test_close_in_a_blocked_minority_gives_up_and_ends_like_a_crash(tmp_path: Path) -> None:
+    """p2 cannot leave once p1 (the oldest of two) has crashed: half of the view without its oldest
+    member is no quorum, so no view without p2 can be installed. ``close`` gives up after its timeout,
+    returns False and writes no ``stop``: the trace ends like a crash."""
+    config = vsgroups.Config(suspect_timeout=0.3)
+
+    async def main() -> None:
+        n1 = vsgroups.Node("p1", key="k", found=True, trace_dir=tmp_path, config=config)
+        await n1.start()
+        async with vsgroups.Node("p2", seeds=[n1.address], key="k", trace_dir=tmp_path, config=config,
+                                 close_timeout=1.5) as n2:
+            await n1.join("c")
+            g2 = await n2.join("c")
+            await g2.cast({"add": 1}, order="safe")
+            await n1.abort()
+            assert await n2.close() is False
+            pids = n1.pid, n2.pid
+        assert await n2.close() is False, "later calls return the first one's result"
+        for pid in pids:
+            assert trace(tmp_path, pid)[-1]["ev"] not in ("leave", "stop"), pid
+        violations = check_dir(tmp_path, model="vs")
+        assert not violations, "\n".join(f"{v.prop}: {v.message} {v.evidence}" for v in violations)
+
+    run(main())
+
+
+def test_abort_ends_a_close_under_way(tmp_path: Path) -> None:
+    config = vsgroups.Config(suspect_timeout=0.3)
+
+    async def main() -> None:
+        async with vsgroups.Node("p1", key="k", found=True, trace_dir=tmp_path, config=config) as n1:
+            await n1.join("c")
+            n2 = vsgroups.Node("p2", seeds=[n1.address], key="k", trace_dir=tmp_path, config=config)
+            await n2.start()
+            await n2.join("c")
+            await n1.abort()  # p2 alone cannot leave: its close would wait out the whole timeout
+            closing = asyncio.get_running_loop().create_task(n2.close(timeout=60))
+            await asyncio.sleep(0)
+            await asyncio.wait_for(n2.abort(), 10)
+            assert await closing is False
+            assert trace(tmp_path, n2.pid)[-1]["ev"] != "stop"
+
+    run(main())
+
+
+def test_a_join_under_way_at_close_is_abandoned(tmp_path: Path) -> None:
+    """Nobody answers the join (the seed is a closed port), so it is still under way at close: it is
+    called off, ``join`` raises ``NodeClosed`` and the stop is clean (the process had no view)."""
+
+    async def main() -> None:
+        node = vsgroups.Node("p1", seeds=[f"127.0.0.1:{free_port()}"], key="k", found=False,
+                             trace_dir=tmp_path)
+        await node.start()
+        joining = asyncio.get_running_loop().create_task(node.join("c"))
+        await asyncio.sleep(0)  # join() has registered the group and asked the seed
+        assert await node.close() is True
+        with pytest.raises(vsgroups.NodeClosed):
+            await joining
+        assert [e["ev"] for e in trace(tmp_path, node.pid)] == ["start", "leave", "stop"]
 
     run(main())

@@ -9,9 +9,17 @@ __version__ = "0.1.0"
 
 from .api import ALL, MAJORITY, Delivery, Group, Node, Replica, ViewChange
 from .core import Config
-from .errors import GroupBlocked, NotAMember, PayloadTooLarge, QueryFailed, UnknownOrdering, VsgroupsError
+from .errors import (
+    GroupBlocked,
+    NodeClosed,
+    NotAMember,
+    PayloadTooLarge,
+    QueryFailed,
+    UnknownOrdering,
+    VsgroupsError,
+)
 
 __all__ = [
-    "ALL", "MAJORITY", "Config", "Delivery", "Group", "GroupBlocked", "Node", "NotAMember", "PayloadTooLarge",
-    "QueryFailed", "Replica", "UnknownOrdering", "ViewChange", "VsgroupsError",
+    "ALL", "MAJORITY", "Config", "Delivery", "Group", "GroupBlocked", "Node", "NodeClosed", "NotAMember",
+    "PayloadTooLarge", "QueryFailed", "Replica", "UnknownOrdering", "ViewChange", "VsgroupsError",
 ]

@@ -8,6 +8,11 @@ message of the old view and the first of the new one.
 If the group goes on without this process (it was cut off from the primary component, or
 suspected falsely), the node restarts as a new incarnation, rejoins every group and receives fresh
 state (docs/design.md §1). The ``Group`` handles stay valid across that restart.
+
+Shutdown is graceful (``Node.close``, leaving ``async with Node(...)``): new casts are refused, the
+casts already accepted go out, every group is left in parallel, and only if every leave completes
+within ``close_timeout`` does the trace end with ``stop``, the claim that the process delivered
+what it owed in its last views. Otherwise, or after ``Node.abort``, it ends like a crash.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from .core import events as ev
 from .core.driver import Driver
 from .core.ids import name_inc, view_epoch
 from .core.wire import ORDERS
-from .errors import GroupBlocked, NotAMember, QueryFailed, UnknownOrdering
+from .errors import GroupBlocked, NodeClosed, NotAMember, QueryFailed, UnknownOrdering
 from .recovery import ViewRecord
 from .storage import Storage
 from .trace import TraceWriter
@@ -41,6 +46,12 @@ log = logging.getLogger("vsgroups")
 MAJORITY = -1
 ALL = -2
 _CAST, _QUERY, _REPLY = 0, 1, 2
+#: ``Node.close`` waits for the leaves at most this many suspect timeouts unless told otherwise: a
+#: leave is one view change, which may have to wait for a crashed member to be suspected first.
+CLOSE_TIMEOUT_FACTOR = 5
+#: After a clean close, frames already queued (a commit this process coordinated, its last
+#: acknowledgements) get at most this many seconds to reach the kernel before the sockets close.
+LINGER = 1.0
 
 
 class Delivery(NamedTuple):
@@ -155,7 +166,10 @@ class Group:
         self._queues: list[asyncio.Queue[Delivery | ViewChange]] = []
         self._flushes: dict[int, asyncio.Future[None]] = {}
         self._queries: dict[str, _Query] = {}
-        self._left: asyncio.Future[None] | None = None
+        self._left: asyncio.Future[bool] | None = None  # leaving: True once left, False if stopped first
+        self._leaving = False  # new casts are refused
+        self._drained: asyncio.Event | None = None  # leaving: every cast accepted so far has been sent
+        self._leaver: asyncio.Task[None] | None = None
         self._room = asyncio.Event()
         self._room.set()
         self._recovering = False  # its next view is the configuration it recovers into, alone
@@ -167,16 +181,22 @@ class Group:
 
     async def cast(self, payload: Any, order: str = "total") -> str:
         """Multicast ``payload`` to the group; returns its message id once accepted for sending.
-        Waits while this sender has a full window of unstable messages (flow control)."""
+        Waits while this sender has a full window of unstable messages (flow control).
+
+        Raises ``NodeClosed`` once the node is closing, and ``NotAMember`` once this process is
+        leaving the group; a cast accepted before either is still sent (and delivered)."""
         if order not in ORDERS:
             raise UnknownOrdering(f"unknown ordering {order!r}: use one of {', '.join(ORDERS)}")
         while self._backlogged():
             self._room.clear()
             await self._room.wait()
-        return self._cast(_encode([_CAST, payload]), order)
+        return self._send(_encode([_CAST, payload]), order)
 
     def _cast(self, data: bytes, order: str) -> str:
-        self._check()
+        self._check(sending=True)
+        return self._send(data, order)
+
+    def _send(self, data: bytes, order: str) -> str:
         node = self.node
         mid = node._core.cast(self.name, data, order, node._now())  # the hot path: no _core_call closure
         node._schedule()
@@ -196,7 +216,10 @@ class Group:
         storage.save_checkpoint(self.name, view_epoch(self.view.view), _encode(self.replica.get_state()))
 
     def _backlogged(self) -> bool:
-        self._check()
+        self._check(sending=True)
+        return self._full()
+
+    def _full(self) -> bool:
         core, cfg = self.node._core, self.node.config
         return core.backlog(self.name) >= cfg.window or core.backlog_bytes(self.name) >= cfg.window_bytes
 
@@ -240,21 +263,60 @@ class Group:
             self._queries.pop(qid, None)
 
     async def leave(self) -> None:
-        """Leave the group voluntarily; returns once the group installed a view without us."""
-        self._check()
-        self._left = asyncio.get_running_loop().create_future()
-        self.node._core_call(lambda core, now: core.leave(self.name, now))
-        await self._left
+        """Leave the group voluntarily; returns once the group installed a view without us.
+
+        From the call on, new casts and queries to the group raise ``NotAMember``. The casts this
+        process accepted before go out first (the core drops casts not yet sent when a leave
+        completes); then it votes in the view change that removes it and delivers that view's last
+        messages, its own among them, before its trace says ``leave``. A process in a minority
+        that blocks (vs) cannot complete a leave: ``Node.close`` bounds the wait. Raises
+        ``NodeClosed`` if the node stopped before the leave completed."""
+        if self._left is None:
+            self._check()
+        if not await asyncio.shield(self._start_leaving()):
+            raise NodeClosed(f"node {self.node.name} stopped before it had left group {self.name!r}")
+
+    def _start_leaving(self) -> asyncio.Future[bool]:
+        """Refuse new casts and leave once the accepted ones are sent; the future says how it ended."""
+        if self._left is None:
+            loop = asyncio.get_running_loop()
+            self._left = loop.create_future()
+            self._leaving = True
+            self._room.set()  # a cast waiting for the window raises now
+            self._drained = asyncio.Event()
+            self._leaver = loop.create_task(self._leave_when_ready())
+            self.node._schedule()  # the next round tells whether the backlog is empty already
+        return self._left
+
+    async def _leave_when_ready(self) -> None:
+        node = self.node
+        status = node._core.status(self.name)
+        if status is not None and status.view is not None:  # not still joining
+            assert self._drained is not None
+            await self._drained.wait()
+            # a joiner waiting for its state would end like a crash if it left now
+            await self._joined.wait()
+        # a group still joining is abandoned: the core calls the join off at once (and tells a
+        # coordinator that admitted it meanwhile that it is not a member)
+        if self.name in node._core.groups and self._left is not None and not self._left.done():
+            node._core_call(lambda core, now: core.leave(self.name, now))
 
     def events(self) -> EventStream:
         """Deliveries and view changes of this group, in the order this process experienced them,
         from the moment of the call (not of the first iteration): ``async for e in group.events()``."""
         return EventStream(self)
 
-    def _check(self) -> None:
+    def _check(self, sending: bool = False) -> None:
+        node = self.node
+        if node._closing and (sending or not self.active):
+            state = "closed" if node._closed else "closing"
+            raise NodeClosed(f"node {node.name} is {state}: it accepts no new casts or queries "
+                             f"(group {self.name!r})")
         if not self.active:
             raise NotAMember(f"this node has left group {self.name!r}")
-        if self.name not in self.node._core.groups:
+        if sending and self._leaving:
+            raise NotAMember(f"this node is leaving group {self.name!r}: it accepts no new casts or queries")
+        if self.name not in node._core.groups:
             raise GroupBlocked(f"group {self.name!r} is rejoining after this process was excluded")
 
     # -- core outputs ------------------------------------------------------------------------------
@@ -312,11 +374,28 @@ class Group:
 
     async def wait_joined(self) -> None:
         """Return once this process is a member with the group state — at once, unless it is
-        rejoining as a new incarnation after being excluded."""
+        rejoining as a new incarnation after being excluded. Raises ``NotAMember`` (``NodeClosed``)
+        if the group was left (the node closed) first."""
         await self._joined.wait()
+        if not self.active:
+            self._check()
 
     def _on_ready(self) -> None:
         self._joined.set()
+
+    def _end(self, left: bool, exc: Exception) -> None:
+        """This process is no longer in the group: ``left`` it, or the node stopped first."""
+        self.active = False
+        self._fail_all(exc)
+        if self._leaver is not None:
+            self._leaver.cancel()
+        if self._left is not None and not self._left.done():
+            self._left.set_result(left)
+        self._joined.set()  # a join under way raises
+        self._room.set()  # so does a cast waiting for the window
+        if self.view is not None:
+            for queue in self._queues:
+                queue.put_nowait(self.view)  # wakes iterators, which then end
 
     def _fail_all(self, exc: Exception) -> None:
         for fut in [*self._flushes.values(), *(q.done for q in self._queries.values())]:
@@ -329,14 +408,18 @@ class Node:
     """One member process: a TCP endpoint that joins any number of groups.
 
     ``seeds`` are addresses of members to ask when joining; the first seed founds a group that no
-    seed answers for (pass ``found=True`` to found explicitly, ``found=False`` never to)."""
+    seed answers for (pass ``found=True`` to found explicitly, ``found=False`` never to).
+
+    ``async with Node(...)`` starts the node and, on the way out, closes it gracefully: ``close``
+    leaves every group, waiting at most ``close_timeout`` seconds (default ``CLOSE_TIMEOUT_FACTOR``
+    times ``config.suspect_timeout``). ``abort`` stops at once instead, as a crash would."""
 
     def __init__(
         self, name: str, listen: str = "127.0.0.1:0", seeds: Iterable[str] = (), *,
         key: bytes | str | None = None,
         key_file: str | os.PathLike[str] | None = None, trace_dir: str | os.PathLike[str] | None = None,
         config: Config | None = None, found: bool | None = None, tick: float = 0.005,
-        data_dir: str | os.PathLike[str] | None = None,
+        data_dir: str | os.PathLike[str] | None = None, close_timeout: float | None = None,
     ) -> None:
         self.name = name
         self.listen = listen
@@ -344,6 +427,8 @@ class Node:
         self.key = _load_key(key, key_file)
         self.trace_dir = trace_dir
         self.config = config or Config()
+        self.close_timeout = CLOSE_TIMEOUT_FACTOR * self.config.suspect_timeout if close_timeout is None \
+            else close_timeout
         self.found = found
         self.tick_interval = tick
         self.groups: dict[str, Group] = {}
@@ -353,7 +438,11 @@ class Node:
         self._core: NodeCore
         self._trace: TraceWriter | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._closed = False
+        self._closing = False  # no new casts, queries or joins; leaving every group
+        self._closed = False  # stopped: the core is no longer driven
+        self._close_result: asyncio.Future[bool] | None = None  # how the (first) close ended: cleanly?
+        self._aborting = asyncio.Event()
+        self._excluded_closing = False  # excluded while leaving: the stop is not clean
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop
         self._storage = Storage(data_dir) if data_dir is not None else None
@@ -381,7 +470,7 @@ class Node:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self.close()  # graceful even when the block failed: bounded by close_timeout
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -410,7 +499,13 @@ class Node:
         ``model="evs"``: extended virtual synchrony; every component keeps running, each change
         delivers a transitional configuration (``ViewChange.kind``) before the new regular one, and
         components that can talk again merge (no state transfer on a merge: the application
-        reconciles, as with Spread or Totem)."""
+        reconciles, as with Spread or Totem).
+
+        If the call fails (``timeout``, cancellation, the node closing: ``NodeClosed``), the join is
+        called off: at once if no view of the group was installed here yet, else by leaving the
+        group once its state has arrived."""
+        if self._closing:
+            raise NodeClosed(f"node {self.name} is closing: it joins no more groups")
         if group in self.groups:
             raise ValueError(f"this node already joined group {group!r}")
         if model not in ("vs", "evs"):
@@ -436,7 +531,10 @@ class Node:
         try:
             await asyncio.wait_for(handle.wait_joined(), timeout)
         except BaseException:
-            self.groups.pop(group, None)
+            if not handle.active:
+                self.groups.pop(group, None)
+            elif not self._closed:
+                handle._start_leaving()  # never left running behind the application's back
             raise
         return handle
 
@@ -448,22 +546,105 @@ class Node:
         model = self.groups[group].model
         self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder, model=model))
 
-    async def close(self) -> None:
-        """Stop this process (its trace records a clean ``stop``); it does not leave its groups."""
-        if self._closed:
+    async def close(self, timeout: float | None = None) -> bool:
+        """Stop this process gracefully; returns whether it stopped cleanly.
+
+        From the call on, casts, queries and joins raise ``NodeClosed``, and a cast waiting for the
+        flow-control window raises too; casts accepted before go out. Every group is left in
+        parallel, as by ``Group.leave`` (a group still joining is abandoned: its join never
+        completed, and ``join`` raises ``NodeClosed``). If every leave completes within ``timeout``
+        seconds (default ``close_timeout``), the trace ends with ``leave`` for each group, then
+        ``stop``, and the result is True.
+
+        ``stop`` claims that the process delivered what it owed in its last views. So if a leave
+        cannot complete in time (the process is in a minority that blocks: no view without it can be
+        installed), if the process is excluded meanwhile, or if ``abort`` is called, the node stops
+        anyway, its trace ends like a crash (no ``stop``) and the result is False. Idempotent:
+        later calls wait for the first and return its result."""
+        if self._close_result is not None:
+            return await asyncio.shield(self._close_result)
+        self._close_result = asyncio.get_running_loop().create_future()
+        clean = False
+        try:
+            clean = await self._leave_all(self.close_timeout if timeout is None else timeout)
+        finally:
+            try:
+                await self._shutdown(clean)
+            finally:
+                self._close_result.set_result(clean)
+        return clean
+
+    async def abort(self) -> None:
+        """Stop at once, as a crash would: no group is left and the trace ends without ``stop``.
+        A ``close`` under way ends now, returning False (a second SIGTERM does this to
+        ``vsgroups node``)."""
+        self._aborting.set()
+        if self._close_result is not None:
+            await asyncio.shield(self._close_result)
             return
-        self._closed = True
+        self._close_result = asyncio.get_running_loop().create_future()
+        try:
+            await self._shutdown(clean=False)
+        finally:
+            self._close_result.set_result(False)
+
+    async def _leave_all(self, timeout: float) -> bool:
+        """Refuse new casts and leave every group; True if every group was left within ``timeout``."""
+        self._closing = True
+        groups = list(self.groups.values())
+        for group in groups:
+            group._room.set()  # a cast waiting for the window raises NodeClosed
+        if self._transport is None:
+            return True  # never started
+        leaves = [group._start_leaving() for group in groups]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        aborted = loop.create_task(self._aborting.wait())
+        try:
+            waiting: set[asyncio.Future[Any]] = {*leaves, aborted}
+            while not aborted.done() and not all(f.done() for f in leaves):
+                done, waiting = await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()),
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    stuck = ", ".join(repr(g.name) for g, f in zip(groups, leaves, strict=True)
+                                      if not f.done())
+                    log.warning("%s could not leave %s within %.1fs: it stops like a crash (no clean stop "
+                                "in its trace)", self.pid, stuck, timeout)
+                    return False
+        finally:
+            aborted.cancel()
+        if aborted.done() and not aborted.cancelled():
+            return False
+        return not self._excluded_closing and all(f.result() for f in leaves)
+
+    async def _shutdown(self, clean: bool) -> None:
+        """Stop driving the core, close the transport and end the trace (with ``stop`` if ``clean``)."""
+        self._closing = self._closed = True
+        for group in self.groups.values():
+            if group._leaver is not None:
+                group._leaver.cancel()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         if self._transport is not None:
+            if clean:
+                await self._linger()
             await self._transport.close()
         if self._trace is not None:
-            self._trace.close(clean=True)
-        for group in self.groups.values():
-            group.active = False
-            group._fail_all(NotAMember("the node was closed"))
+            self._trace.close(clean=clean)
+        for group in list(self.groups.values()):
+            group._end(False, NodeClosed(f"node {self.name} was closed"))
+
+    async def _linger(self) -> None:
+        """Give the frames already queued (a commit this process coordinated, its last
+        acknowledgements) up to ``LINGER`` seconds to reach the kernel, which sends them after the
+        sockets close."""
+        assert self._transport is not None
+        transport, addrs = self._transport, set(self._core.addrs.values())
+        deadline = self._loop.time() + LINGER
+        while any(transport.pending_bytes(a) for a in addrs) and self._loop.time() < deadline:
+            await asyncio.sleep(self.tick_interval)
 
     # -- driving the core --------------------------------------------------------------------------
 
@@ -507,28 +688,34 @@ class Node:
             self._outputs.drain(self._core)
             core = self._core
             for group in self.groups.values():
-                if not group._room.is_set() and group.name in core.groups and not group._backlogged():
+                if not group._room.is_set() and group.name in core.groups and not group._full():
                     group._room.set()
+                drained = group._drained
+                if drained is not None and not drained.is_set() and (
+                        group.name not in core.groups or not core.backlog(group.name)):
+                    drained.set()
         finally:
             # frames leave later, from the transport's writer tasks: a send is on disk before its
             # frame is on the wire, so a SIGKILL never loses a traced event that others saw
             if self._trace is not None:
                 self._trace.flush()
 
-    def _on_left(self, group: Group) -> None:
-        group.active = False
+    def _on_left(self, group: Group, left: bool) -> None:
         self.groups.pop(group.name, None)
-        group._fail_all(NotAMember(f"left group {group.name!r}"))
-        if group._left is not None and not group._left.done():
-            group._left.set_result(None)
-        if group.view is not None:
-            for queue in group._queues:
-                queue.put_nowait(group.view)  # wakes iterators, which then end
+        group._end(left, NotAMember(f"left group {group.name!r}"))
 
     def _restart(self, reason: str) -> None:
         """This incarnation was excluded: abandon it (its trace ends like a crash) and rejoin as a new one."""
-        log.warning("%s restarts as a new incarnation: %s", self._core.pid, reason)
         assert self._trace is not None
+        if self._closing:
+            # leaving anyway: the incarnation ends like a crash, and no new one starts
+            log.warning("%s was excluded while closing: %s", self._core.pid, reason)
+            self._trace.close(clean=False)
+            self._excluded_closing = True
+            for group in list(self.groups.values()):
+                self._on_left(group, True)
+            return
+        log.warning("%s restarts as a new incarnation: %s", self._core.pid, reason)
         self._trace.close(clean=False)
         old = self._core
         self._incarnate(max(old.inc + 1, int(time.time() * 1000)))
@@ -537,7 +724,7 @@ class Node:
             self._storage.renew(self._core.inc)
         for name, group in list(self.groups.items()):
             if group._left is not None:  # it was leaving this group anyway: the leave is complete
-                self._on_left(group)
+                self._on_left(group, True)
                 continue
             group._fail_all(GroupBlocked(f"this process was excluded from {name!r} and rejoins: {reason}"))
             group._joined.clear()
@@ -598,7 +785,7 @@ class _Outputs(Driver):
 
     def on_left(self, out: ev.Left) -> None:
         if (group := self.node.groups.get(out.group)) is not None:
-            self.node._on_left(group)
+            self.node._on_left(group, True)
 
     def on_excluded(self, out: ev.Excluded) -> None:
         if out.group in self.node.groups and self.core is self.node._core:

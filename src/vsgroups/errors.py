@@ -13,6 +13,11 @@ class NotAMember(VsgroupsError):
     """The operation needs membership of a group this node has not joined, or has left."""
 
 
+class NodeClosed(NotAMember):
+    """The node is closing or closed: it accepts no new casts, queries or joins. A ``NotAMember``,
+    since a closing node is leaving every group it belongs to."""
+
+
 class GroupBlocked(VsgroupsError):
     """This process was cut off from the primary component; it will rejoin as a new incarnation."""
 
