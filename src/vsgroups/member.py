@@ -9,12 +9,22 @@ Stdout carries one JSON object per line, each with an ``ev`` field: ``ready`` (l
 process identity and address, and whether it recovered from its ``--data-dir``), ``view`` (members in
 age order: the coordinator first), ``joined`` (member of the group, with its state, and the last view
 it logged before this start), ``restart`` (the node was excluded and restarts as a new
-incarnation), ``flushing`` (the core promised a ballot: a view change is under way), and the
-answers to commands. Logs go to stderr.
+incarnation), ``flushing`` (the core promised a ballot: a view change is under way), ``eof`` (stdin
+ended), ``stopping`` (a graceful stop began, with its ``reason``), ``stopped`` (with ``clean``: every
+group was left), and the answers to commands. Logs go to stderr.
 
 Stdin carries commands, one per line: ``load on|off``, ``flush``, ``digest``, ``stats``,
-``leave G`` and ``quit``. End of input means the controller is gone and shuts the node down like
-``quit`` or SIGTERM: cleanly, so the trace ends with ``stop``.
+``leave G`` and ``quit``. End of input ends the command channel, not the node: the process runs
+until it is signalled (or told to ``quit``). ``--rate`` starts the workload at once; with
+``--load-paused`` it waits for ``load on``.
+
+Stopping is graceful: SIGTERM, SIGINT, ``quit`` (or, with ``--parent-pid``, the controller's exit)
+stop the workload and close the node (``Node.close``): casts already accepted go out, every group is
+left, and the trace ends with ``leave`` per group, then ``stop``; the exit status is 0. If the
+leaves do not complete within ``--close-timeout`` (a minority that blocks cannot leave), the node
+stops anyway, its trace ends like a crash (no ``stop``) and the exit status is 3. A second SIGTERM
+or SIGINT during the graceful stop forces it: the node stops at once, its trace ends like a crash,
+and the exit status is 128 + the signal number. A failed task makes the status 1.
 
 The store applies only total and safe messages (puts), so equal digests at a consistent cut show
 that every replica applied the same puts in the same order; fifo and causal casts are there for the
@@ -32,6 +42,7 @@ import hashlib
 import itertools
 import json
 import logging
+import os
 import random
 import signal
 import sys
@@ -39,7 +50,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .api import ALL, Delivery, Group, Node, Replica, ViewChange
+from .api import ALL, CLOSE_TIMEOUT_FACTOR, Delivery, Group, Node, Replica, ViewChange
 from .core import Config
 from .core.wire import ORDERS
 from .errors import GroupBlocked, NotAMember, QueryFailed
@@ -49,13 +60,15 @@ PROMISE_POLL = 0.01
 RETRY = 0.05
 QUERY_TIMEOUT = 10.0
 CHECKPOINT = 0.2
+PARENT_POLL = 0.5
+EXIT_UNCLEAN = 3  # the node stopped without having left every group: its trace ends like a crash
 
 log = logging.getLogger("vsgroups.member")
 
 
 def emit(ev: str, **fields: Any) -> None:
     """One status line for the controller."""
-    with contextlib.suppress(BrokenPipeError):  # the controller is gone; end of stdin stops us
+    with contextlib.suppress(BrokenPipeError):  # the controller is gone; we run until signalled
         print(json.dumps({"ev": ev, **fields}, separators=(",", ":")), flush=True)
 
 
@@ -114,11 +127,14 @@ class Member:
         config = Config() if args.suspect_timeout is None else Config(suspect_timeout=args.suspect_timeout)
         self.node = Node(args.name, listen=args.listen, seeds=args.seeds, key_file=args.key_file,
                          trace_dir=args.trace, config=config, found=True if args.found else None,
-                         data_dir=args.data_dir)
+                         data_dir=args.data_dir, close_timeout=args.close_timeout)
         self.node.on_restart = self._on_restart
         self.groups = {name: _Membership(name) for name in args.groups}
         self.load_on = asyncio.Event()
         self.stopping = asyncio.Event()
+        self.reason = ""  # why the member stops
+        self.force = asyncio.Event()  # a signal during the graceful stop: stop at once
+        self.forced_by: int | None = None
         self.failed = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self.rng = random.Random()
@@ -135,34 +151,80 @@ class Member:
         if not task.cancelled() and task.exception() is not None:
             log.error("a task of the member failed", exc_info=task.exception())
             self.failed = True
+            self.request_stop("a task failed")
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stopping.is_set():
+            self.reason = reason
             self.stopping.set()
+
+    def _signalled(self, sig: int) -> None:
+        if self.stopping.is_set():
+            self.forced_by = sig  # during the graceful stop: force it
+            self.force.set()
+        else:
+            self.request_stop(signal.Signals(sig).name)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(sig, self._signalled, sig)
         await self.node.start()
         emit("ready", pid=self.node.pid, addr=self.node.address, recovered=self.node.recovered)
         self._read_commands(loop)
+        if self.args.parent_pid is not None:
+            self.spawn(self._watch_parent(self.args.parent_pid))
         self.spawn(self._watch_promises())
         if self.args.data_dir is not None and self.args.model == "evs":
             self.spawn(self._checkpoints())
         for m in self.groups.values():
             self.spawn(self._join(m))
             m.load = self.spawn(self._load(m))
+        if not self.args.load_paused:
+            self.load_on.set()
+        clean = False
         try:
             await self.stopping.wait()
         finally:
-            for task in list(self.tasks):
-                task.cancel()
-            await self.node.close()
-        return 1 if self.failed else 0
+            clean = await self._stop()
+        if self.failed:
+            return 1
+        if self.forced_by is not None:
+            return 128 + self.forced_by
+        return 0 if clean else EXIT_UNCLEAN
+
+    async def _stop(self) -> bool:
+        """Stop the workload and close the node gracefully, unless a signal forces it meanwhile;
+        True if every group was left (the trace ends with ``stop``)."""
+        emit("stopping", reason=self.reason or "cancelled")
+        for task in list(self.tasks):
+            task.cancel()  # the workload first: no cast starts from here on
+        close = asyncio.ensure_future(self.node.close())
+        force = asyncio.ensure_future(self.force.wait())
+        try:
+            await asyncio.wait({close, force}, return_when=asyncio.FIRST_COMPLETED)
+            if not close.done():
+                await self.node.abort()  # the close under way ends now, like a crash
+        finally:
+            force.cancel()
+        clean = await close
+        for task in list(self.tasks):
+            task.cancel()  # commands that arrived during the stop
+        emit("stopped", clean=clean)
+        return clean
 
     # -- joining and restarting --------------------------------------------------------------------
 
     async def _join(self, m: _Membership) -> None:
         m.handle = await self.node.join(m.name, m.store, model=self.args.model)
         self._joined(m)
+
+    async def _watch_parent(self, pid: int) -> None:
+        """Stop gracefully once the controller that started this process has exited (the process
+        is no longer its child), so that a controller that dies leaves no members behind."""
+        while os.getppid() == pid:
+            await asyncio.sleep(PARENT_POLL)
+        self.request_stop(f"the parent process {pid} exited")
 
     async def _rejoined(self, m: _Membership) -> None:
         assert m.handle is not None
@@ -246,7 +308,8 @@ class Member:
             with contextlib.suppress(RuntimeError):  # the loop closed: we are exiting anyway
                 for line in sys.stdin:
                     loop.call_soon_threadsafe(self._command, line.strip())
-                loop.call_soon_threadsafe(self.stopping.set)
+                # the end of the commands, not of the node: it runs until signalled
+                loop.call_soon_threadsafe(emit, "eof")
 
         threading.Thread(target=reader, name="stdin", daemon=True).start()
 
@@ -256,8 +319,11 @@ class Member:
             "load": self._cmd_load, "flush": self._cmd_flush, "digest": self._cmd_digest,
             "stats": self._cmd_stats, "leave": self._cmd_leave,
         }
-        if word == "quit":
-            self.stopping.set()
+        if self.stopping.is_set():
+            if word:
+                emit("error", error=f"stopping: {line!r} ignored")
+        elif word == "quit":
+            self.request_stop("quit")
         elif word in commands:
             self.spawn(commands[word](arg.strip()))
         elif word:
@@ -335,7 +401,8 @@ def _orders(value: str) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="vsgroups node", description="Run one member process of a replicated key-value service: "
-        "JSON status lines on stdout, commands (load on|off, flush, digest, stats, leave G, quit) on stdin.")
+        "JSON status lines on stdout, commands (load on|off, flush, digest, stats, leave G, quit) on stdin. "
+        "Runs until SIGTERM/SIGINT or quit, then leaves its groups; a second signal forces the stop.")
     parser.add_argument("--name", required=True, help="process name (the identity is name#incarnation)")
     parser.add_argument("--listen", type=_address, default="127.0.0.1:0", help="host:port to listen on")
     parser.add_argument("--seeds", type=lambda v: [_address(a) for a in v.split(",") if a], default=[],
@@ -349,10 +416,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="vs: primary component (default); evs: extended virtual synchrony")
     parser.add_argument("--data-dir", metavar="DIR",
                         help="stable storage: evs groups recover from it with the same identifier")
-    parser.add_argument("--rate", type=float, default=0.0, help="casts per second per group (0: none)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="casts per second per group (0: none), from the start unless --load-paused")
+    parser.add_argument("--load-paused", action="store_true",
+                        help="start the --rate workload only on the command 'load on'")
     parser.add_argument("--size", type=int, default=100, help="padding bytes per cast")
     parser.add_argument("--orders", type=_orders, default=list(ORDERS), help="orderings to cycle through")
     parser.add_argument("--suspect-timeout", type=float, help="seconds of silence before a peer is suspected")
+    parser.add_argument("--close-timeout", type=float,
+                        help="seconds a graceful stop waits for the groups to be left before it stops like a "
+                        f"crash (default: {CLOSE_TIMEOUT_FACTOR} suspect timeouts)")
+    parser.add_argument("--parent-pid", type=int, metavar="PID",
+                        help="stop gracefully when process PID (the controller that started this one) exits")
     return parser.parse_args(argv)
 
 

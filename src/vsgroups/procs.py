@@ -10,10 +10,12 @@ Members run on this machine's loopback by default; a ``Host`` places one elsewhe
 listen on and a command prefix that starts the process there (``ip netns exec NS`` for a network
 namespace of ``vsgroups.netns``, so that partition tests can cut real links between members).
 
-Every process is signalled by its PID (SIGKILL, SIGSTOP, SIGCONT, or ``quit`` on stdin for a clean
-stop), and leaving the ``async with Cluster(...)`` block kills whatever is still running, even
-when the block fails. A member also exits by itself when its stdin closes, so a controller that
-dies without cleaning up leaves no members behind.
+Every process is signalled by its PID: SIGKILL, SIGSTOP, SIGCONT, and SIGTERM for a graceful stop
+(``Member.stop``: the member leaves its groups, then exits). Leaving the ``async with Cluster(...)``
+block kills whatever is still running, even when the block fails. End of stdin does not stop a
+member; each is started with ``--parent-pid`` and stops gracefully by itself when the controller
+exits, so a controller that dies without cleaning up leaves no members behind. Members start with
+their workload paused (``--load-paused``): ``Cluster.load`` turns it on and off.
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .api import CLOSE_TIMEOUT_FACTOR
+from .core import Config
+
 T = TypeVar("T")
 Event = dict[str, Any]
 
 GUARD = 30.0  # default last-resort timeout of a wait
-STOP_GUARD = 10.0
+STOP_GUARD = 10.0  # beyond a member's own bound on its graceful stop
 POLL = 0.1  # delivery counters are polled: a member does not report every delivery
 
 
@@ -165,11 +170,14 @@ class Member:
             with contextlib.suppress(ProcessLookupError):  # exited, and reaped but not yet reported
                 os.kill(self.proc.pid, sig)
 
-    async def stop(self, timeout: float = STOP_GUARD) -> int:
-        """Ask the member to quit (it closes its node cleanly) and return its exit status."""
-        if self.alive:
-            with contextlib.suppress(ConnectionError):
-                await self.send("quit")
+    async def stop(self, timeout: float | None = None) -> int:
+        """Stop the member gracefully (SIGTERM by its PID: it leaves its groups, then exits) and return
+        its exit status: 0 if it left every group, 3 if it could not within its close timeout (its
+        trace ends like a crash). ``timeout`` (default: the member's close timeout and a margin)
+        only guards against a hung process, which is then killed."""
+        if timeout is None:
+            timeout = self.cluster.stop_guard
+        self.kill(signal.SIGTERM)
         try:
             return await asyncio.wait_for(self.proc.wait(), timeout)
         except TimeoutError:
@@ -184,16 +192,17 @@ class Member:
 class Cluster:
     """Member processes sharing a cluster key, a trace directory and a workload.
 
-    The workload options (``rate``, ``size``, ``orders``, ``groups``, ``suspect_timeout``) and the
-    groups' ``model`` ("vs" or "evs") are passed to every member the cluster starts;
-    ``on_event(member, event)`` sees every status line."""
+    The workload options (``rate``, ``size``, ``orders``, ``groups``, ``suspect_timeout``), the
+    bound on a member's graceful stop (``close_timeout``) and the groups' ``model`` ("vs" or "evs")
+    are passed to every member the cluster starts; ``on_event(member, event)`` sees every status
+    line."""
 
     def __init__(
         self, workdir: str | os.PathLike[str], trace_dir: str | os.PathLike[str] | None = None, *,
         groups: Sequence[str] = ("kv",), rate: float = 0.0, size: int = 100,
         orders: Sequence[str] = ("fifo", "causal", "total", "safe"), suspect_timeout: float | None = None,
         model: str = "vs", on_event: Callable[[Member, Event], None] | None = None,
-        stable_storage: bool = False,
+        stable_storage: bool = False, close_timeout: float | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.trace_dir = Path(trace_dir) if trace_dir is not None else self.workdir / "trace"
@@ -202,6 +211,7 @@ class Cluster:
         self.size = size
         self.orders = tuple(orders)
         self.suspect_timeout = suspect_timeout
+        self.close_timeout = close_timeout
         self.model = model
         self.stable_storage = stable_storage  # each member keeps a --data-dir under workdir/data
         self.on_event = on_event
@@ -234,6 +244,13 @@ class Cluster:
                 m.proc.stdin.close()
 
     @property
+    def stop_guard(self) -> float:
+        """How long a graceful stop may take before the member is taken for hung."""
+        suspect = Config().suspect_timeout if self.suspect_timeout is None else self.suspect_timeout
+        bound = CLOSE_TIMEOUT_FACTOR * suspect if self.close_timeout is None else self.close_timeout
+        return bound + STOP_GUARD
+
+    @property
     def live(self) -> list[Member]:
         return [m for m in self.members if m.alive]
 
@@ -253,12 +270,15 @@ class Cluster:
             await self.wait_view(group, started)
         return started
 
-    async def add(self, name: str | None = None, host: Host | None = None) -> Member:
-        """Start one more member (on ``host``, default: loopback) that joins through the live members.
-        Returns once it is listening; wait for its ``joined`` event to know it holds the state."""
+    async def add(self, name: str | None = None, host: Host | None = None, *,
+                  load_paused: bool = True) -> Member:
+        """Start one more member (on ``host``, default: loopback) that joins through the live members,
+        with its workload paused unless ``load_paused`` is False. Returns once it is listening; wait
+        for its ``joined`` event to know it holds the state."""
         host = host or loopback()
         seeds = [m.addr for m in self.live] + [host.address]
-        member = await self._spawn(name or f"m{len(self.members) + 1}", host, seeds, found=False)
+        member = await self._spawn(name or f"m{len(self.members) + 1}", host, seeds, found=False,
+                                   load_paused=load_paused)
         await member.wait_for("ready")
         return member
 
@@ -269,15 +289,20 @@ class Cluster:
             raise ValueError(f"{member.name} is still running")
         return await self.add(member.name, host)
 
-    async def _spawn(self, name: str, host: Host, seeds: list[str], found: bool) -> Member:
+    async def _spawn(self, name: str, host: Host, seeds: list[str], found: bool,
+                     load_paused: bool = True) -> Member:
         argv = [
             *host.prefix, sys.executable, "-m", "vsgroups", "node", "--name", name, "--listen", host.address,
             "--seeds", ",".join(seeds), "--groups", ",".join(self.groups), "--key-file", str(self.key_file),
             "--trace", str(self.trace_dir), "--rate", str(self.rate), "--size", str(self.size),
-            "--orders", ",".join(self.orders), "--model", self.model,
+            "--orders", ",".join(self.orders), "--model", self.model, "--parent-pid", str(os.getpid()),
         ]
         if found:
             argv.append("--found")
+        if load_paused:
+            argv.append("--load-paused")
+        if self.close_timeout is not None:
+            argv += ["--close-timeout", str(self.close_timeout)]
         if self.stable_storage:
             argv += ["--data-dir", str(self.workdir / "data" / name)]
         if self.suspect_timeout is not None:
@@ -376,7 +401,8 @@ class Cluster:
         return {group: await member.wait_for("digest", since, timeout, g=group) for group in self.groups}
 
     async def quit_all(self) -> list[int]:
-        """Stop every live member cleanly, at once (so none outlives the others by a suspect timeout)."""
+        """Stop every live member gracefully, at once (so none outlives the others by a suspect
+        timeout): each leaves its groups, then exits. Returns their exit statuses."""
         return list(await asyncio.gather(*(m.stop() for m in self.live)))
 
 
