@@ -15,8 +15,11 @@ left by PID on the way out, even when a test fails).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ import pytest
 
 from vsgroups.check import check_dir
 from vsgroups.member import EXIT_UNCLEAN
-from vsgroups.procs import Cluster, Member, digest_problems, oldest_first
+from vsgroups.procs import Cluster, Member, digest_problems, free_port, oldest_first
 
 SUSPECT = 0.6
 RATE = 30  # casts per second per member and group
@@ -176,5 +179,59 @@ def test_end_of_stdin_does_not_stop_a_member_and_its_rate_starts_at_once(tmp_pat
             assert not problems, "\n".join(problems)
             assert await cluster.quit_all() == [0, 0]
         assert_checked(cluster, "vs")
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))
+
+
+CONTROLLER = """
+import os, subprocess, sys
+member = subprocess.Popen(sys.argv[1:] + ["--parent-pid", str(os.getpid())])
+print(member.pid, flush=True)
+member.wait()
+"""
+
+
+def test_a_member_whose_controller_dies_stops_by_itself(tmp_path: Path) -> None:
+    """End of stdin no longer stops a member, so ``--parent-pid`` guards against orphans: the controller
+    is SIGKILLed, and its member notices, leaves its group and exits cleanly."""
+
+    async def main() -> None:
+        key = tmp_path / "cluster.key"
+        key.write_text("k" * 32)
+        member = [sys.executable, "-m", "vsgroups", "node", "--name", "m1", "--listen",
+                  f"127.0.0.1:{free_port()}", "--key-file", str(key), "--trace", str(tmp_path / "trace"),
+                  "--found", "--rate", str(RATE)]
+        controller = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CONTROLLER, *member, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE)
+        member_pid = None
+        try:
+            assert controller.stdout is not None
+            member_pid = int(await asyncio.wait_for(controller.stdout.readline(), 30))
+            lines: list[dict[str, Any]] = []
+
+            async def until(ev: str) -> dict[str, Any]:
+                assert controller.stdout is not None
+                while not (found := [e for e in lines if e["ev"] == ev]):
+                    line = await controller.stdout.readline()  # the member writes to the same pipe
+                    assert line, f"the member's output ended before {ev!r}: {lines}"
+                    lines.append(json.loads(line))
+                return found[0]
+
+            pid = (await asyncio.wait_for(until("joined"), 30))["pid"]
+            controller.kill()  # SIGKILL by its PID: it cannot stop the member
+            stopping = await asyncio.wait_for(until("stopping"), 10)
+            assert stopping["reason"] == f"the parent process {controller.pid} exited"
+            assert (await asyncio.wait_for(until("stopped"), 30))["clean"] is True
+            assert await asyncio.wait_for(controller.stdout.read(), 30) == b""  # the member exited
+            lines = (tmp_path / "trace" / f"{pid}.jsonl").read_text().splitlines()
+            assert_left_cleanly([json.loads(line) for line in lines], ("kv",))
+        finally:
+            if member_pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(member_pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                controller.kill()
+            await controller.wait()  # returns once the member, which shares its stdout, is gone too
 
     asyncio.run(asyncio.wait_for(main(), GUARD))
