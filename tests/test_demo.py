@@ -11,7 +11,8 @@ TIMEOUT = 150.0  # the demo takes about 20 s; this only stops a hung run
 
 def test_demo_survives_crashes_and_a_join(tmp_path: Path) -> None:
     trace = tmp_path / "trace"
-    # On timeout, subprocess.run kills the demo by its PID; its members exit when their stdin closes.
+    # On timeout, subprocess.run kills the demo by its PID; its members then stop by themselves (they
+    # watch their parent: --parent-pid).
     result = subprocess.run([sys.executable, "-m", "vsgroups", "demo", "--trace", str(trace)],
                             capture_output=True, text=True, timeout=TIMEOUT)
     out = result.stdout
