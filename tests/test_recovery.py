@@ -303,3 +303,51 @@ def test_a_view_is_logged_and_checkpointed_before_the_application_hears_of_it(tm
 
     asyncio.run(main())
     assert seen and all(view == logged and checkpointed for view, logged, checkpointed in seen), seen
+
+
+# --- what a node may recover -----------------------------------------------------------------------
+
+
+def test_a_group_joined_without_its_state_forbids_recovering_the_identifier(tmp_path: Path) -> None:
+    """A node that crashed while an evs group it joined had not sent it the state cannot come back
+    under its identifier: that group may count it as a member that acknowledged messages it never
+    kept. It starts a new incarnation, and its checkpoints go with the old one."""
+    storage = Storage(tmp_path)
+    assert storage.identity(100) == (100, None)
+    storage.save_checkpoint("a", 3, b"state")
+    assert Storage(tmp_path).identity(200)[0] == 100, "with checkpoints only, the identifier is recovered"
+    Storage(tmp_path).joining("b", pending=True)
+    fresh = Storage(tmp_path)
+    assert fresh.identity(300) == (300, None)
+    assert fresh.checkpoint("a") is None and not list(tmp_path.glob("*.joining"))
+
+
+def test_a_joiner_logs_its_first_view_only_once_it_holds_the_state(tmp_path: Path) -> None:
+    """The view log must not name a joiner in a view before it holds the state of that view (it
+    would pass for a holder of the newest state, last-to-fail), and the marker that forbids
+    recovering its identifier lasts exactly until then."""
+    founder_dir, joiner_dir = tmp_path / "a", tmp_path / "b"
+    states: list[tuple[bool, bool]] = []
+
+    class Store(Replica):
+        def __init__(self) -> None:
+            self.value = 0
+
+        def get_state(self) -> int:
+            return 7
+
+        def set_state(self, state: object) -> None:
+            on_disk = Storage(joiner_dir)  # a fresh reader: what a recovery would see
+            pending = bool(list(joiner_dir.glob("*.joining")))
+            states.append((on_disk.view_log("g").last() is not None, pending))
+
+    async def main() -> None:
+        async with Node("a", key=b"k", data_dir=founder_dir, found=True) as a:
+            await a.join("g", Store(), model="evs", timeout=30)
+            async with Node("b", key=b"k", seeds=[a.address], data_dir=joiner_dir, found=False) as b:
+                await b.join("g", Store(), model="evs", timeout=30)
+                assert Storage(joiner_dir).view_log("g").last() is not None
+                assert not list(joiner_dir.glob("*.joining"))
+
+    asyncio.run(main())
+    assert states == [(False, True)], states

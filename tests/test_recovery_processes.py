@@ -92,3 +92,27 @@ def test_after_a_total_failure_the_last_to_fail_holds_the_newest_state(tmp_path:
             await end(cluster, again)
 
     asyncio.run(asyncio.wait_for(main(), GUARD))
+
+
+def test_recovering_twice_from_one_checkpoint_never_installs_a_view_id_twice(tmp_path: Path) -> None:
+    """A member recovers, crashes again before it merged, and recovers again from the same checkpoint:
+    the configuration it forms alone each time must have a new id (the checker's view agreement
+    rejects an incarnation that installs one view id twice)."""
+
+    async def main() -> None:
+        async with evs_cluster(tmp_path) as cluster:
+            members = await cluster.start(3)
+            await cluster.load(True)
+            await cluster.wait_delivered(members, "kv", PROGRESS)
+            victim = members[2]
+            for _ in range(2):
+                await crash(victim)
+                victim = await cluster.restart(victim)
+                assert (await victim.wait_for("ready"))["recovered"] is True
+                await victim.wait_for("joined", g="kv")  # alone, from its checkpoint
+            members = [*members[:2], victim]
+            await cluster.wait_view("kv", members)
+            await cluster.wait_delivered(members, "kv", PROGRESS)
+            await end(cluster, members)
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))

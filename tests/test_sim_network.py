@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 
+from vsgroups.core import events as ev
 from vsgroups.sim import Simulation
+from vsgroups.sim.cluster import SimProcess
 from vsgroups.sim.network import Network
 
 LINK = ("a", "b")
@@ -94,3 +96,30 @@ def test_a_crashed_incarnation_handles_nothing_more() -> None:
     sim.restart("p2")
     sim.run_for(0.01)
     assert "p2#0" not in received
+
+
+def test_joiners_that_crash_right_after_admission_do_not_block_the_old_members() -> None:
+    """A burst of joiners admitted together and crashing at once must not leave the old members
+    short of a quorum of the new view: they go on within twice the failure detection time of the
+    last crash (at most as many joiners as old members are admitted per view, ``new_members``)."""
+    sim = Simulation(seed=11)
+    old = [sim.add(name, ["x"], founder=i == 0) for i, name in enumerate(["p1", "p2", "p3"])]
+    assert sim.run_until_true(sim.converged, 10)
+    crashed: dict[str, float] = {}
+
+    def crash_on_admission(proc: SimProcess, out: ev.Output) -> None:
+        if proc.name.startswith("j") and isinstance(out, ev.ViewInstalled) and proc.name not in crashed:
+            crashed[proc.name] = sim.now
+            sim.at(sim.now, sim.crash, proc.name)  # right after this output
+
+    sim.listeners.append(crash_on_admission)
+    sim.pause("p1", sim.cfg.suspect_timeout / 2)  # the coordinator takes the four requests at once
+    for name in ["j1", "j2", "j3", "j4"]:
+        sim.add(name, ["x"])
+    assert sim.run_until_true(lambda: len(crashed) == 4, 20), f"admitted only {sorted(crashed)}"
+
+    def old_members_alone() -> bool:
+        views = {p.views.get("x") for p in old}
+        return len(views) == 1 and (view := views.pop()) is not None and set(view[1]) == {p.pid for p in old}
+
+    assert sim.run_until_true(old_members_alone, 2 * sim.cfg.suspect_timeout), [p.views for p in old]

@@ -28,6 +28,11 @@ FOUND = {
          "without delivering what the others delivered (safe)",
     1374: "a join request that arrives late (relayed by a member that was paused) re-admits a process "
           "that has left the group since; it never installs the view and the group stalls (liveness)",
+    2413: "members of a group's new primary view were excluded from two other groups, and an exclusion "
+          "ended the incarnation in every group at once: the first group lost its quorum for good "
+          "(self-delivery, safe, liveness)",
+    2834: "a member behind a latency spike excluded two healthy members from one group; their "
+          "incarnations ended in every group, and another group lost three of five members (liveness)",
 }
 FOUND_EVS = {  # seeds of ``vsgroups sim --model evs``
     223: "a member whose proposer fell silent after its promise stayed blocked (it never delivered again) "
@@ -41,8 +46,23 @@ FOUND_EVS = {  # seeds of ``vsgroups sim --model evs``
     1962: "a process that had left the group stayed a merge target (heard from as a member of another "
           "configuration while it left); the proposal ignored its answer that it was not in the group "
           "and waited for its promise, with every acknowledgement frozen (safe, liveness)",
+    2017: "the only member of a primary configuration left it, and its vote made the configuration of "
+          "the member that stayed, which came from a non-primary one, primary: a lineage of primaries "
+          "that no process passed along (primary-order)",
+    2095: "a proposer from a non-primary configuration installed a primary one on the vote of a member of "
+          "the primary, whose commit was then lost: two primaries at once (primary-order)",
+    2144: "a process that crashed while it waited for its state in a group recovered its identifier and "
+          "joined that group again under it (model)",
+    2233: "a member that was paused when another left never learned of the leave; it waited for the "
+          "leaver, alive in other groups, to propose the merge, while the other component waited for it "
+          "(liveness)",
+    20224: "a recovered process joined under its old identifier a group that still listed it; the stale "
+           "commit re-installed the old view with an empty stream, and the final set it reported cut "
+           "the survivors' own messages (view-agreement, self-delivery)",
 }
-PENDING: set[tuple[str, int]] = set()  # (model, seed) whose core fix has not landed yet (xfail)
+# (model, seed) whose core fix has not landed yet (xfail): an exclusion from one group must not end
+# the node's membership of its other groups (issue 10, part B1: per-group identities)
+PENDING: set[tuple[str, int]] = {("vs", 2413), ("vs", 2834)}
 
 
 @pytest.mark.parametrize(("model", "seed"), [

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -285,11 +284,6 @@ def test_safe_message_does_not_hold_back_the_numbering_of_its_successors() -> No
     assert net.step(0) == [s.mid, t.mid]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: deliverable() marks a safe message delivered tentatively, and the refresh_stable() it "
-    "calls may garbage-collect it at that moment (stable per sender, number not yet stable); the "
-    "message is then never delivered here. Latent: the engine refreshes stability before each "
-    "deliverable() call, so the inner refresh finds nothing new."))
 def test_safe_message_not_collected_while_waiting_for_its_number_to_be_stable() -> None:
     """stability (design §2): a message is garbage-collected only once stable *and delivered here*;
     a safe message that waits for its number to be stable stays held and is delivered later."""

@@ -173,6 +173,7 @@ class Group:
         self._room = asyncio.Event()
         self._room.set()
         self._recovering = False  # its next view is the configuration it recovers into, alone
+        self._unlogged: ev.ViewInstalled | None = None  # a joiner's first view, logged with its state
         self.active = True
 
     @property
@@ -354,19 +355,20 @@ class Group:
             query.replies[out.sender] = body[2]
             query.update(self.members)
 
-    def _on_view(self, out: ev.ViewInstalled) -> None:
+    def _on_view(self, out: ev.ViewInstalled, ready: bool) -> None:
+        """A view was installed; ``ready``: this member holds the group state (a joiner may not yet)."""
         self.view = ViewChange(self.name, out.view, out.members, out.prev, out.kind, out.primary)
-        storage = self.node._storage
-        # The configuration a recovered process forms alone holds no newer state than its checkpoint:
-        # logging it would make it look like the last to fail.
         recovering, self._recovering = self._recovering, False
-        if storage is not None and out.kind == "regular" and not recovering:
-            # on disk before anyone hears of the view: a crash right after the application (or a
-            # peer it told) saw the view must still find it in the log (last-to-fail)
-            names = (name_inc(m)[0] for m in out.members)  # last-to-fail is about processes, not incarnations
-            storage.view_log(self.name).append(ViewRecord.from_view(out.view, names))
-            if self.model == "evs":
+        if self.node._storage is not None and out.kind == "regular":
+            if recovering:
+                # The configuration a recovered process forms alone holds no newer state than its
+                # checkpoint: logging it would make it look like the last to fail. Its epoch is
+                # checkpointed, so that a second recovery forms a configuration of a new id.
                 self.checkpoint()
+            elif ready:
+                self._log_view(out)
+            else:
+                self._unlogged = out  # a joiner logs its first view once it holds the state
         self.replica.view_changed(self.view)
         self._publish(self.view)
         for query in self._queries.values():
@@ -380,7 +382,21 @@ class Group:
         if not self.active:
             self._check()
 
+    def _log_view(self, out: ev.ViewInstalled) -> None:
+        """On disk before anyone hears of the view: a crash right after the application (or a peer it
+        told) saw the view must still find it in the log (last-to-fail)."""
+        storage = self.node._storage
+        assert storage is not None
+        names = (name_inc(m)[0] for m in out.members)  # last-to-fail is about processes, not incarnations
+        storage.view_log(self.name).append(ViewRecord.from_view(out.view, names))
+        if self.model == "evs":
+            self.checkpoint()
+            storage.joining(self.name, pending=False)
+
     def _on_ready(self) -> None:
+        if self._unlogged is not None:
+            self._log_view(self._unlogged)
+            self._unlogged = None
         self._joined.set()
 
     def _end(self, left: bool, exc: Exception) -> None:
@@ -544,6 +560,8 @@ class Node:
     def _join_core(self, group: str, founder: bool, also: Iterable[str] = ()) -> None:
         seeds = self._seed_list(also)
         model = self.groups[group].model
+        if self._storage is not None and model == "evs":
+            self._storage.joining(group, pending=True)  # until it holds the state (see storage)
         self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder, model=model))
 
     async def close(self, timeout: float | None = None) -> bool:
@@ -758,9 +776,8 @@ class _Outputs(Driver):
 
     def on_view(self, out: ev.ViewInstalled) -> None:
         if (group := self.node.groups.get(out.group)) is not None:
-            group._on_view(out)
-            status = self.core.status(out.group)
-            if status is not None and not status.awaiting_state:
+            group._on_view(out, ready=not out.state_pending)
+            if not out.state_pending:
                 group._on_ready()
 
     def on_need_state(self, out: ev.NeedState) -> None:

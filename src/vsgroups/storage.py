@@ -16,6 +16,9 @@ only evs groups recover this way. What a node keeps, in its directory:
   every delivery would make every delivery a disk write).
 * ``<group>.views.jsonl`` — the log of regular views of every group (``recovery.ViewLog``), which
   the last-to-fail rule of the recovery manager reads (1987a §3.6).
+* ``<group>.joining`` — an evs group this node joined and holds no state of yet. A node that
+  crashes with one cannot recover its identifier: the group may count it as a member that
+  acknowledged messages it never kept, so it starts a new incarnation and joins as a new member.
 
 Files are replaced atomically (write, fsync, rename), so a crash leaves the old or the new version.
 """
@@ -53,7 +56,7 @@ class Storage:
         """(incarnation, first message counter): the stored identity if the node has evs groups to
         recover, or ``fresh_inc`` and None (a new incarnation, as vs wants after any restart)."""
         path = self.dir / "identity.json"
-        if not path.exists() or not any(self.dir.glob("*.checkpoint")):
+        if not path.exists() or not any(self.dir.glob("*.checkpoint")) or any(self.dir.glob("*.joining")):
             self.renew(fresh_inc)
             return fresh_inc, None
         stored = json.loads(path.read_text())
@@ -66,7 +69,7 @@ class Storage:
         """The node starts a new incarnation: the old identity, and what it could recover, are over."""
         self.inc, self.reserved = inc, 0
         self.reserve(0)
-        for old in self.dir.glob("*.checkpoint"):
+        for old in [*self.dir.glob("*.checkpoint"), *self.dir.glob("*.joining")]:
             old.unlink()
 
     def reserve(self, counter: int) -> None:
@@ -75,6 +78,14 @@ class Storage:
             self.reserved = counter + ID_BLOCK
             _replace(self.dir / "identity.json",
                      json.dumps({"inc": self.inc, "reserved": self.reserved}).encode())
+
+    def joining(self, group: str, pending: bool) -> None:
+        """Mark ``group`` as joined without its state yet (``pending``), or clear the mark."""
+        path = self.dir / f"{_safe(group)}.joining"
+        if pending:
+            _replace(path, b"")
+        else:
+            path.unlink(missing_ok=True)
 
     def save_checkpoint(self, group: str, epoch: int, state: bytes) -> None:
         _replace(self._checkpoint(group), json.dumps({"epoch": epoch, "state": state.hex()}).encode())

@@ -28,6 +28,7 @@ class ViewInstalled:
     prev: str | None
     primary: bool = True
     kind: str = "regular"
+    state_pending: bool = False  # a joiner that does not hold the group state yet (``StateReady`` follows)
 
 
 @dataclass(slots=True)

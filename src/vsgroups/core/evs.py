@@ -59,6 +59,18 @@ class EvsConfigurationChange(ViewChange):
         if self.g.is_member and self.g.me in msg.targets:
             self.promise(sender, msg.view, msg.ballot, now)
 
+    def on_groups_named(self, sender: str, named: bool) -> None:
+        """A member of our configuration whose heartbeat does not name the group has left it (or was
+        left out) while we did not hear of it — paused, or cut off: it will neither propose nor
+        promise here, so it must not be waited for (seed 2233). One that names it is here again."""
+        g = self.g
+        if not g.is_member or sender == g.me:
+            return
+        if not named and sender in g.members:
+            self.absent.add(sender)
+        elif named:
+            self.absent.discard(sender)
+
     def _forget_foreign(self, pid: str) -> bool:
         # a process we took for a member of another configuration has left the group (it answers
         # our proposal so): the proposal must not wait for its promise

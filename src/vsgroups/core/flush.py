@@ -41,6 +41,10 @@ from collections.abc import Sequence
 from .wire import TOTAL, Msg, StreamReport
 
 
+class FinalSetGap(AssertionError):
+    """The reports leave a hole in the final set: an invariant of the streams was broken."""
+
+
 def final_set(
     members: Sequence[str], reports: Sequence[StreamReport], evs: bool = False
 ) -> tuple[list[str], dict[str, bytes], int]:
@@ -60,9 +64,13 @@ def final_set(
         while (s, hi[s] + 1) in held:
             hi[s] += 1
         for k in range(lo[s] + 1, hi[s] + 1):
-            if (s, k) not in held:  # cannot happen by the argument above; stay safe if it does
-                hi[s] = k - 1
-                break
+            if (s, k) not in held:
+                # Cannot happen by the argument above. If it does, the stability invariant is broken
+                # somewhere, and truncating F here would silently drop messages some member may have
+                # delivered: refuse to decide instead.
+                raise FinalSetGap(f"message {k} of {members[s]} is in no report, though some reporter "
+                                  f"holds its stream up to {hi[s]} and every reporter delivered "
+                                  f"{lo[s]}: the final set would have a hole")
     changed = True
     while changed:
         changed = False

@@ -322,7 +322,9 @@ class GroupEngine:
         self.change.installed(members, value)
         self.data.new_view()
         self.host.members_installed(members, self.addrs, now)
-        self.emit(ev.ViewInstalled(self.name, value.id, members, prev, primary=self.primary))
+        pending = joined and value.state_from is not None and value.state_from != self.me
+        self.emit(ev.ViewInstalled(self.name, value.id, members, prev, primary=self.primary,
+                                   state_pending=pending))
         if not self.transfer.installed(value, joined, now):
             return
         for view in list(self.future):

@@ -8,7 +8,8 @@ Pure functions over the promises a proposer collected; the engines that run the 
 * ``choose_value``: a promise that carries an accepted value binds the proposer to the one with the
   highest ballot (it may be installed somewhere already).
 * ``new_members``: the next vs view is the promisers minus leavers, in age order, plus the joiners
-  (none whose name already has an incarnation in the view).
+  (none whose name already has an incarnation in the view), at most as many as the old members, so
+  that the old members alone stay a quorum if the joiners crash at once.
 * ``evs_value``: the value of an evs configuration change (see its docstring).
 """
 
@@ -56,12 +57,17 @@ def choose_value(promises: dict[str, Promise]) -> Value | None:
 def new_members(
     view_members: tuple[str, ...], promisers: set[str], leavers: set[str], joiners: dict[str, str]
 ) -> tuple[list[str], list[str]]:
-    """(members of V' in age order, the joiners among them)."""
+    """(members of V' in age order, the joiners among them).
+
+    At most as many joiners as old members are admitted at once: the old members, oldest first,
+    then stay a quorum of V' by themselves, so joiners that crash right after their admission cannot
+    block the group (the others are admitted by the next transition)."""
     old = [m for m in view_members if m in promisers and m not in leavers]
     if not old:
         return [], []  # nobody could give joiners the state; they ask again later
     names = {m.rpartition("#")[0] for m in old}
     joined = sorted(j for j in joiners if j not in view_members and j.rpartition("#")[0] not in names)
+    joined = joined[:len(old)]
     return old + joined, joined
 
 
@@ -108,7 +114,11 @@ def evs_value(
             part = Part(sorted(transitional), order, msgs, delivered)
         members += [m for m in old if m in transitional and m not in leavers]
         parts[view] = part
-        primary = primary or (reports[0].primary and is_quorum(tuple(old), set(transitional)))
+        # Primary only through the proposer's own configuration, and only if the proposer stays: it
+        # installs the new configuration as it commits it, so some process passes from the primary C
+        # into it and it keeps a member of C (a quorum of C elsewhere may never learn the commit).
+        primary = primary or (proposer in transitional and proposer not in leavers and reports[0].primary
+                              and is_quorum(tuple(old), set(transitional)))
     sender = next((m for m in members if not promises[m].awaiting), None)  # one that has the state
     elsewhere = {m for promise in promises.values() for m in promise.members}  # stale requests
     joined = sorted(j for j in joiners if j not in elsewhere) if sender else []

@@ -279,8 +279,11 @@ class NodeCore:
             if isinstance(msg, Heartbeat):
                 for group, view in msg.views.items():
                     engine = self.groups.get(group)
-                    if engine is not None:
+                    if engine is not None and view is not None:
                         engine.on_heartbeat_view(sender, view, now)
+                if msg.complete:
+                    for engine in self.groups.values():
+                        engine.change.on_groups_named(sender, engine.name in msg.views)
                 return
             engine = self.groups.get(msg.group)
             if engine is not None:
@@ -289,7 +292,9 @@ class NodeCore:
                 # A view change counts on us in a group we are not in (a stale join request
                 # admitted us after we left): say so, or the group would wait for us forever.
                 self.send_to(sender, encode(Leave(msg.group, self.pid, True)))
-        except Exception as exc:
+        except (*DecodeError, ValueError) as exc:
+            # malformed (or, from a peer with a bug, a message that fails its checks); anything
+            # else a handler raises is a bug of this node, and must not pass for bad input
             log.warning("dropped a malformed message from %s: %r", sender, exc)
 
     def _progress_deferred(self, now: float) -> None:
@@ -310,10 +315,13 @@ class NodeCore:
         interval = self.cfg.heartbeat_interval
         # A heartbeat names all our views, not only those shared with its receiver: a peer in
         # another configuration of one of our groups learns it (merge discovery).
-        everything = {e.name: e.view_id for e in self.groups.values() if e.view_id is not None}
+        everything: dict[str, str | None] = {
+            e.name: e.view_id for e in self.groups.values() if e.view_id is not None}
         if not everything:
             return
-        heartbeat = encode(Heartbeat(None, everything))
+        # a group being joined is named too: its members must not take us for gone from it
+        everything.update({e.name: None for e in self.groups.values() if e.view_id is None})
+        heartbeat = encode(Heartbeat(None, everything, complete=True))
         views = {pid for e in self.groups.values() if e.view_id is not None for pid in e.members}
         views.discard(self.pid)
         for pid in sorted(views):

@@ -203,6 +203,11 @@ class ViewStream:
         the ids it numbers to ``new_numbers``; they must be announced in that order."""
         if self.sequencer:
             self._number(new_numbers)
+            if new_numbers:
+                # numbers known here count for the stability of safe messages; refreshed before the
+                # loop, never inside it, where a tentative delivery would let ``collect`` drop the
+                # message being tried
+                self.refresh_stable()
         out: list[Msg] = []
         delivered = self.delivered
         progress = True
@@ -231,7 +236,6 @@ class ViewStream:
         if num is None or num != self.numbered + 1:
             return False
         if msg.order == SAFE:
-            self.refresh_stable()
             if self.stable_num < num or self.stable[s] < k:
                 return False
         self.numbered = num
@@ -247,7 +251,6 @@ class ViewStream:
                     self.ack_clock[j] < ts or recv[j] < self.ack_seq[j]):
                 return False  # j may still send a message with a lower key
         if msg.order == SAFE:
-            self.refresh_stable()
             if self.stable[s] < k:
                 return False
         heappop(totals)

@@ -108,6 +108,9 @@ class ViewChange:
     def _heard_of(self, sender: str, view: str, now: float) -> None:
         """``sender`` is in another view, ``view``, of this group."""
 
+    def on_groups_named(self, sender: str, named: bool) -> None:
+        """A heartbeat of ``sender`` named every group it is in or joining: this one or not."""
+
     def _forget_foreign(self, pid: str) -> bool:
         """``pid`` says it is not in the group; True if we were counting on it from elsewhere."""
         return False
@@ -150,9 +153,12 @@ class ViewChange:
         pid, addr = msg.pid, msg.addr
         if not g.is_member:
             return
-        if pid in g.members:  # it missed the commit that added it
-            value = next((v for v in self.committed.values() if pid in v.joiners), None)
-            if value is not None and sender == pid:
+        if pid in g.members:
+            # It missed the commit that admitted it — if the current view did. An older value that
+            # named it (it left and joins again under the same identity, evs) must not be installed
+            # a second time.
+            value = self.committed_value_for(g.view_id or "")
+            if value is not None and pid in value.joiners and sender == pid:
                 g.host.send(addr, encode(Commit(g.name, value.prev, value)))
             return
         g.host.learn_addr(pid, addr)

@@ -64,10 +64,11 @@ class _Message(msgspec.Struct, array_like=True, frozen=True):
 # -- the data path (docs/design.md §2-4) ---------------------------------------------------------
 
 class Heartbeat(_Message, frozen=True, tag=int(K.HB)):
-    """A sign of life naming every view of its sender (merge discovery and stale views)."""
+    """A sign of life naming views of its sender (merge discovery and stale views)."""
 
     group: None
-    views: dict[str, str]  # group: view id
+    views: dict[str, str | None]  # group: view id (None: joining it)
+    complete: bool = False  # it names every group its sender is in or joining (a probe names one)
 
 
 class Data(_Message, frozen=True, tag=int(K.DATA)):

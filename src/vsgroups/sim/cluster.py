@@ -192,6 +192,14 @@ class Simulation:
         proc.core, proc.trace = self._incarnate(proc.name, proc.addr, old.inc, old.counter)
         self._start(proc, stored)
 
+    def recoverable(self, name: str) -> bool:
+        """Can ``name`` recover its identifier? Not if it installed a view of some group without having
+        its state yet: nothing of that group is on stable storage, and it may not join it again under
+        an identity the group still counts as a member that acknowledged its messages (seed 20224)."""
+        core = self.procs[name].core
+        return not any((st := core.status(group)) is not None and st.state == "member" and st.awaiting_state
+                       for group in core.groups)
+
     def pause(self, name: str, duration: float) -> None:
         proc = self.procs[name]
         proc.paused_until = max(proc.paused_until, self.now + duration)

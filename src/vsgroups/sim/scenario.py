@@ -256,7 +256,7 @@ class _Run:
         and stable storage."""
         if (self.final and not final) or self.sim.procs[name].up:
             return
-        if self.evs and self.rng.random() < 0.5:
+        if self.evs and self.rng.random() < 0.5 and self.sim.recoverable(name):
             self.sim.recover(name)
             self.log(f"recover {self.sim.procs[name].pid} from stable storage{' (final)' if final else ''}")
         else:
