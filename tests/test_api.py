@@ -221,3 +221,38 @@ def test_a_join_under_way_at_close_is_abandoned(tmp_path: Path) -> None:
         assert [e["ev"] for e in trace(tmp_path, node.pid)] == ["start", "leave", "stop"]
 
     run(main())
+
+
+def test_a_replica_hears_block_before_the_view_change_it_announces() -> None:
+    """Virtual synchrony's flush is visible to the application: ``Replica.block`` names the view a
+    change is leaving, before ``view_changed`` delivers the next one (JGroups' block/viewAccepted)."""
+    heard: list[tuple[str, str]] = []
+
+    class Watch(vsgroups.Replica):
+        def block(self, view: str) -> None:
+            heard.append(("block", view))
+
+        def view_changed(self, view: vsgroups.ViewChange) -> None:
+            heard.append(("view", view.view))
+
+    async def main() -> None:
+        async with vsgroups.Node("a", key=b"k", found=True) as a:
+            group = await a.join("g", Watch(), timeout=30)
+            first = group.view
+            assert first is not None
+            async with vsgroups.Node("b", key=b"k", seeds=[a.address], found=False) as b:
+                await b.join("g", timeout=30)
+                await asyncio.wait_for(_until(lambda: len(group.members) == 2), 30)
+            await asyncio.wait_for(_until(lambda: len(group.members) == 1), 30)
+
+    run(main())
+    views = [v for kind, v in heard if kind == "view"]
+    blocks = [v for kind, v in heard if kind == "block"]
+    # each change was announced from the view it left: b's join, b's leave, and a's own leave at close
+    assert len(views) == 3 and blocks == views, heard
+    assert [kind for kind, _ in heard] == ["view", "block"] * 3, heard
+
+
+async def _until(predicate: Any) -> None:
+    while not predicate():
+        await asyncio.sleep(0.01)

@@ -95,6 +95,10 @@ class Replica:
     def view_changed(self, view: ViewChange) -> None:
         """A new view was installed."""
 
+    def block(self, view: str) -> None:
+        """A view change out of ``view`` is under way: casts wait and deliveries pause until
+        ``view_changed`` (the flush of virtual synchrony; JGroups calls this ``block``)."""
+
 
 def _encode(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
@@ -779,6 +783,10 @@ class _Outputs(Driver):
             group._on_view(out, ready=not out.state_pending)
             if not out.state_pending:
                 group._on_ready()
+
+    def on_blocked(self, out: ev.Blocked) -> None:
+        if (group := self.node.groups.get(out.group)) is not None:
+            group.replica.block(out.view)
 
     def on_need_state(self, out: ev.NeedState) -> None:
         if (group := self.node.groups.get(out.group)) is not None:

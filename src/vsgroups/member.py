@@ -56,7 +56,6 @@ from .core.wire import ORDERS
 from .errors import GroupBlocked, NotAMember, QueryFailed
 
 KEYS = 64  # members write overlapping keys, so the final values depend on the delivery order
-PROMISE_POLL = 0.01
 RETRY = 0.05
 QUERY_TIMEOUT = 10.0
 CHECKPOINT = 0.2
@@ -97,6 +96,9 @@ class KvStore(Replica):
     def view_changed(self, view: ViewChange) -> None:
         emit("view", g=self.group, view=view.view, members=list(view.members), prev=view.previous,
              kind=view.kind, primary=view.primary)
+
+    def block(self, view: str) -> None:
+        emit("flushing", g=self.group, view=view)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(sorted(self.data.items())).encode()).hexdigest()
@@ -174,7 +176,6 @@ class Member:
         self._read_commands(loop)
         if self.args.parent_pid is not None:
             self.spawn(self._watch_parent(self.args.parent_pid))
-        self.spawn(self._watch_promises())
         if self.args.data_dir is not None and self.args.model == "evs":
             self.spawn(self._checkpoints())
         for m in self.groups.values():
@@ -244,19 +245,6 @@ class Member:
             if m.handle is not None:
                 m.ready.clear()
                 self.spawn(self._rejoined(m))
-
-    async def _watch_promises(self) -> None:
-        """Report each view change this process takes part in, from the moment it promised a ballot."""
-        promised: dict[str, bool] = {}
-        while True:
-            core = self.node._core
-            for name in core.groups:
-                status = core.status(name)
-                now = status is not None and status.blocked
-                if now and not promised.get(name):
-                    emit("flushing", g=name, view=status.view if status else None)
-                promised[name] = now
-            await asyncio.sleep(PROMISE_POLL)
 
     async def _checkpoints(self) -> None:
         """Write each store to stable storage every ``CHECKPOINT`` seconds: a process that recovers

@@ -32,6 +32,15 @@ class ViewInstalled:
 
 
 @dataclass(slots=True)
+class Blocked:
+    """A view change out of ``view`` is under way here (this member promised a ballot): casts wait,
+    and nothing more is delivered in ``view`` but through the final set, until the next view."""
+
+    group: str
+    view: str
+
+
+@dataclass(slots=True)
 class Sent:
     """Casts ``msgs`` were stamped and sent in ``view``, in this order (flow control and view changes
     may delay them)."""
@@ -100,6 +109,6 @@ class Excluded:
 
 
 Output = (
-    Transmit | ViewInstalled | Sent | Delivered | DirectReceived | NeedState | StateReady | Flushed | Left
-    | Excluded
+    Transmit | ViewInstalled | Blocked | Sent | Delivered | DirectReceived | NeedState | StateReady | Flushed
+    | Left | Excluded
 )

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from . import events as ev
 from .flush import final_set
 from .ids import view_epoch
 from .membership import Proposal, choose_value, is_quorum, new_members
@@ -182,6 +183,8 @@ class ViewChange:
         g = self.g
         self.max_round = max(self.max_round, ballot[0])
         if self.promised is None or ballot >= self.promised:
+            if self.promised is None and g.view_id is not None:
+                g.emit(ev.Blocked(g.name, g.view_id))
             self.promised = ballot
             self.promised_at = now
             assert g.stream is not None
@@ -245,7 +248,9 @@ class ViewChange:
 
     def on_excluded(self, sender: str, msg: Excluded, raw: bytes, now: float) -> None:
         g = self.g
-        if g.is_member and not g.leaving and msg.view == g.view_id:
+        if g.is_member and msg.view == g.view_id:
+            # a leaver too: the group went on without its vote, so it may not have delivered the final
+            # set of its view (ends like a crash, as in ``VsViewChange.apply``)
             g.finish_excluded(now, f"{sender} reports view {msg.view} was succeeded without us")
 
     def on_heartbeat_view(self, sender: str, view: str, now: float) -> None:
