@@ -1056,3 +1056,42 @@ def test_a_joiner_whose_state_sender_is_not_in_the_next_view_ends_excluded(sende
     else:
         assert g.state is State.EXCLUDED and host.finished == [g]
         assert [type(e) for e in host.events] == [ev.ViewInstalled, ev.Excluded]
+
+
+def test_a_state_sender_that_leaves_first_completes_its_pending_state_transfers() -> None:
+    """Issue 10 B5, design §7: the only holder of the state that leaves while a joiner waits for it
+    asks to leave only once the joiner confirmed the state (``STATEDONE``), so the joiner never ends
+    up with no group; meanwhile it reminds the joiner with the last chunk, which also draws a
+    confirmation that was lost."""
+    g, host = engine(A, cfg=Config(state_chunk=4))
+    install(g, V1, (A,))
+    feed(g, A, Commit(GROUP, V1, view_value(V2, (A, J), prev=V1, state_from=A, joiners=[J])), now=0.2)
+    g.provide_state(V2, b"0123456789")
+    host.take()
+    host.now = 0.3
+    g.leave(host.now)
+    assert g.status().state == "leaving" and not host.sent(Leave) and A not in g.change.leaves
+    assert host.sent(StateChunk, to=J) == [StateChunk(GROUP, V2, 2, 3, b"89")]  # a reminder
+    host.take()
+    host.now += g.cfg.retry_interval
+    g.tick(host.now)
+    assert host.sent(StateChunk, to=J) == [StateChunk(GROUP, V2, 2, 3, b"89")] and not host.sent(Leave)
+    host.take()
+    feed(g, J, StateDone(GROUP, V2), now=host.now + 0.01)
+    host.now += g.cfg.retry_interval
+    g.tick(host.now)
+    assert host.sent(Leave, to=J) == [Leave(GROUP, A)] and A in g.change.leaves
+
+
+def test_a_joiner_confirms_again_a_state_it_already_received() -> None:
+    """design §7: a chunk sent to a member that already holds the group state — its ``STATEDONE`` was
+    lost, or a value named it a joiner in a configuration it never installed — is confirmed, so that
+    the sender (perhaps a leaver waiting for it) does not wait; the chunk changes nothing."""
+    g, host = engine(J, seeds=[DIRECTORY[A]])
+    feed(g, A, Commit(GROUP, V1, view_value(V2, (A, J), prev=V1, state_from=A, joiners=[J])), now=1.0)
+    feed(g, A, StateChunk(GROUP, V2, 0, 1, b"s"), now=1.1)
+    assert host.of(ev.StateReady) == [ev.StateReady(GROUP, V2, b"s")]
+    host.take()
+    feed(g, A, StateChunk(GROUP, V2, 0, 1, b"s"), now=1.2)
+    assert host.sent(StateDone, to=A) == [StateDone(GROUP, V2)]
+    assert host.of(ev.StateReady) == [ev.StateReady(GROUP, V2, b"s")]

@@ -27,8 +27,9 @@ Lifecycle (``State``; the table ``TRANSITIONS`` lists every legal move):
   view that admitted it may have been committed by a member that then died) ends as EXCLUDED and
   joins again as a new incarnation.
 * MEMBER: installed in a view (a joiner may still wait for its state: see ``transfer``).
-* LEAVING: it asked to leave; it still votes in the transition that removes it and delivers its
-  final set, then it is LEFT.
+* LEAVING: it asks to leave once no joiner waits for state from it (it may be the only holder of
+  the state left); it still votes in the transition that removes it and delivers its final set,
+  then it is LEFT.
 * EXCLUDED: the group went on without it (vs), or its join or state transfer failed. In vs the
   incarnation is over (fail-stop): the driver starts a new one.
 
@@ -146,6 +147,7 @@ class GroupEngine:
         # joining (and leaving: both requests are repeated on one timer)
         self.join_started = now
         self.request_sent = float("-inf")
+        self.leave_started = 0.0
         self.heard = False
         self.future: dict[str, list[tuple[str, Message, bytes]]] = {}
         # the protocols
@@ -208,8 +210,8 @@ class GroupEngine:
         if self.state is not State.MEMBER:
             raise_not_member(self.name, self.state)
         self._to(State.LEAVING)
-        self.change.leaves.add(self.me)
-        self._send_leave()
+        self.request_sent = float("-inf")
+        self.leave_started = now
         self.tick(now)
 
     def flush(self, token: int, counter: int, now: float) -> None:
@@ -269,8 +271,14 @@ class GroupEngine:
         stream = self.stream
         assert stream is not None
         if self.leaving and now - self.request_sent >= self.cfg.retry_interval:
-            self._send_leave()
             self.request_sent = now
+            if self.transfer.out and now - self.leave_started < self.cfg.join_timeout:
+                # a joiner may hold no state but what we send it: we may be the only holder left
+                # (a joiner that never completes gives up after join_timeout; so do we)
+                self.transfer.remind()
+            else:
+                self.change.leaves.add(self.me)
+                self._send_leave()
         self.data.tick(stream, now)
         self.change.tick(now)
         self.transfer.tick(now)

@@ -72,9 +72,15 @@ class StateTransfer:
 
     def on_state(self, sender: str, msg: StateChunk, raw: bytes, now: float) -> None:
         view, count = msg.view, msg.count
+        g = self.g
+        if self.awaiting is None and g.is_member:
+            # We hold the group's state: our confirmation was lost, or the value that named us a
+            # joiner of ``view`` is not one we installed (a merge took us in elsewhere). Confirm, so
+            # that the sender does not wait for us.
+            g.host.send_to(sender, encode(StateDone(g.name, view)))
+            return
         if view != self.awaiting:
             return
-        g = self.g
         self.chunks[msg.index] = msg.chunk
         self.asked = now
         if len(self.chunks) == count:
@@ -112,6 +118,13 @@ class StateTransfer:
             joiners.intersection_update(g.members)
             if not joiners:
                 del self.out[view]
+
+    def remind(self) -> None:
+        """Send each joiner that has not confirmed its state the last chunk again: it completes the
+        state, or draws the confirmation that was lost (a leaver waits for them)."""
+        for view, (chunks, joiners) in list(self.out.items()):
+            for j in sorted(joiners):
+                self._send_chunks(view, j, [len(chunks) - 1])
 
     def _send_chunks(self, view: str, joiner: str, indexes: Iterable[int]) -> None:
         g = self.g
