@@ -23,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from . import events as ev
+from .ids import MessageId
 from .stream import ViewStream
 from .wire import ORDERS, Ack, Data, Msg, Nak, Num, NumNak, encode
 
@@ -202,7 +203,7 @@ class DataPath:
         return encode(Ack(g.name, stream.view, stream.acked, stream.known, waiting, stream.clock))
 
     def _settle_flushes(self, stream: ViewStream) -> None:
-        pending_counter = min((int(mid.rpartition(":")[2]) for mid, _, _ in self.pending), default=None)
+        pending_counter = min((MessageId.parse(mid).counter for mid, _, _ in self.pending), default=None)
         for token, (counter, target) in list(self.flush_waiters.items()):
             if target is None:
                 if pending_counter is not None and pending_counter <= counter:

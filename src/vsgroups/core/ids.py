@@ -19,9 +19,6 @@ class ProcessId(NamedTuple):
     name: str
     inc: int
 
-    def __str__(self) -> str:
-        return f"{self.name}#{self.inc}"
-
     @staticmethod
     @lru_cache(maxsize=4096)
     def parse(pid: str) -> ProcessId:
@@ -37,9 +34,6 @@ class MessageId(NamedTuple):
     sender: str
     counter: int
 
-    def __str__(self) -> str:
-        return f"{self.sender}:{self.counter}"
-
     @staticmethod
     def parse(mid: str) -> MessageId:
         sender, sep, counter = mid.rpartition(":")
@@ -54,9 +48,6 @@ class ViewId(NamedTuple):
     epoch: int
     round: int
     proposer: str
-
-    def __str__(self) -> str:
-        return f"{self.epoch}.{self.round}.{self.proposer}"
 
     @staticmethod
     @lru_cache(maxsize=4096)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from .flush import final_set
-from .ids import view_epoch
+from .ids import name_inc, view_epoch
 from .wire import Ballot, Part, Promise, Value
 
 
@@ -65,8 +65,8 @@ def new_members(
     old = [m for m in view_members if m in promisers and m not in leavers]
     if not old:
         return [], []  # nobody could give joiners the state; they ask again later
-    names = {m.rpartition("#")[0] for m in old}
-    joined = sorted(j for j in joiners if j not in view_members and j.rpartition("#")[0] not in names)
+    names = {name_inc(m).name for m in old}
+    joined = sorted(j for j in joiners if j not in view_members and name_inc(j).name not in names)
     joined = joined[:len(old)]
     return old + joined, joined
 
