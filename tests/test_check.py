@@ -231,6 +231,29 @@ def test_clean_restart_leaves_old_incarnation_out_of_liveness(run: Run) -> None:
     assert props(run, live=True) == set()
 
 
+@pytest.mark.parametrize("excluded", [True, False])
+def test_exclusion_ends_the_membership_of_that_group_only(run: Run, excluded: bool) -> None:
+    """p3 is excluded from g (its own last message undelivered) and joins it again as p3#1, while it
+    stops cleanly as p3#0: ``exclude`` is a failure in its last view of g, so the stop claims nothing
+    there. Without the line, the same history breaks self-delivery."""
+    three = [P1, P2, P3]
+    run.view("v1", three)
+    lost = run.send(P3, "v1", "total")
+    run.deliver([P1, P2], lost, "v1")
+    if excluded:
+        run.emit(P3, "exclude", g=G)
+    run.view("v2", [P1, P2], at=[P1, P2], prev="v1")
+    again = ["p3#1", P1, P2]
+    run.view("v3", again, at=[P1, P2], prev="v2")
+    run.view("v3", again, at=["p3#1"])
+    run.cast("p3#1", "v3", "total", again)
+    run.stop(P1, P2, P3, "p3#1")
+    if excluded:
+        assert props(run, live=True) == set()
+    else:
+        assert "self-delivery" in props(run, live=True)
+
+
 # --------------------------------------------------------------------------------------------------
 # One broken history per property (several for some), each flagged with exactly that property.
 
@@ -245,6 +268,12 @@ def event_after_stop(run: Run) -> None:
     run.view("v1", [P1])
     run.stop(P1)
     run.emit(P1, "leave", g=G)
+
+
+def view_after_exclude(run: Run) -> None:
+    run.view("v1", [P1, P2])
+    run.emit(P1, "exclude", g=G)
+    run.view("v2", [P1, P2], prev="v1")  # a rejoin takes a fresh id: p1#0 is over in g
 
 
 def recover_before_start(run: Run) -> None:
@@ -470,7 +499,8 @@ def safe_order_broken_by_crashed_process(run: Run) -> None:
 
 
 BROKEN: dict[str, list[Callable[[Run], None]]] = {
-    "trace": [bad_json, event_after_stop, recover_before_start, recover_after_stop, view_without_members],
+    "trace": [bad_json, event_after_stop, view_after_exclude, recover_before_start, recover_after_stop,
+              view_without_members],
     "view-agreement": [views_disagree, view_without_installer, view_installed_twice],
     "primary-order": [split_brain, two_founders, primary_views_in_two_orders, disjoint_primary_views],
     "integrity": [duplicate_delivery, invented_delivery, wrong_sender, wrong_order, own_message_before_send,

@@ -55,7 +55,7 @@ def run(tmp_path: Path, network: Network, scenario: Scenario) -> None:
 
 async def rejoined(member: Member, since: int) -> None:
     """Wait until ``member``, excluded after ``since``, restarts and rejoins with the store's state."""
-    old = member.pid
+    old = member.member_id("kv")
     joined = await member.wait_rejoined("kv", since)
     assert joined["pid"] != old
     assert joined["n"] > 0, f"{member.name}'s new incarnation should have received the store's state"
@@ -79,7 +79,7 @@ def test_majority_goes_on_and_the_minority_rejoins_as_new_incarnations(tmp_path:
         await cluster.wait_delivered(majority, "kv", PROGRESS)
         for m in minority:
             assert views_since(m, since[m.name]) == [], f"{m.name} installed a view in the minority"
-        majority_pids = {m.pid for m in majority}
+        majority_pids = {m.member_id("kv") for m in majority}
         network.heal()
         await asyncio.gather(*(rejoined(m, since[m.name]) for m in minority))
         for m in minority:
@@ -126,3 +126,50 @@ def test_one_way_cut_excludes_the_host_which_rejoins_after_the_heal(tmp_path: Pa
         await rejoined(victim, since)
 
     run(tmp_path, network, scenario)
+
+
+def test_exclusion_from_one_group_leaves_the_nodes_other_group_alone(tmp_path: Path,
+                                                                     network: Network) -> None:
+    """Issue 10, B1: m3 is in groups a (with m1, m2) and b (with m4, m5). A cut between {h1, h2} and
+    {h3, h4, h5} takes m3 out of a's majority but leaves b whole: a excludes m3, and after the heal
+    m3 joins a again under a fresh member id, with a's state, while b never changes view and m3
+    keeps its identity there. Every trace (one file per identity) passes the checker."""
+
+    async def main() -> None:
+        async with Cluster(tmp_path, rate=RATE, suspect_timeout=SUSPECT) as cluster:
+            place = {"a": [1, 2, 3], "b": [3, 4, 5]}
+            members: list[Member] = []
+            for i in network.hosts:  # the first member of each group founds it
+                groups = [g for g, hosts in place.items() if i in hosts]
+                members.append(await cluster.add(f"m{i}", network.host(i), groups=groups,
+                                                 found=i in (1, 3), load_paused=False))
+                for g in groups:
+                    await members[-1].wait_for("joined", g=g)
+            in_a = [m for m in members if "a" in m.groups]
+            in_b = [m for m in members if "b" in m.groups]
+            m3 = members[2]
+            await cluster.wait_view("a", in_a)
+            b_view = (await cluster.wait_view("b", in_b))["view"]
+            await cluster.wait_delivered(in_a, "a", PROGRESS)
+            since = m3.mark()
+            network.cut([[1, 2], [3, 4, 5]])
+            await cluster.wait_view("a", in_a[:2])
+            await cluster.wait_delivered(in_a[:2], "a", PROGRESS)
+            await cluster.wait_delivered(in_b, "b", PROGRESS)
+            network.heal()
+            joined = await m3.wait_rejoined("a", since)
+            assert joined["pid"] != m3.pid and m3.member_id("b") == m3.pid
+            assert joined["n"] > 0, "m3 should have received a's state under its new id"
+            await cluster.wait_view("a", in_a)
+            await cluster.wait_delivered(in_a, "a", PROGRESS)
+            await cluster.wait_delivered(in_b, "b", PROGRESS)
+            assert (m3.view("b") or {}).get("view") == b_view, "the exclusion from a changed m3's view of b"
+            assert not m3.find("rejoin", since, g="b")
+            problems = digest_problems(await cluster.settle(members))
+            assert not problems, "\n".join(problems)
+            assert await cluster.quit_all() == [0] * len(members)
+        assert len(list(cluster.trace_dir.glob("m3#*.jsonl"))) == 2
+        violations = check_dir(cluster.trace_dir, live=True, model="vs")
+        assert not violations, "\n".join(f"{v.prop}: {v.message} {v.evidence}" for v in violations)
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))

@@ -145,10 +145,10 @@ def test_stopped_member_is_excluded_and_rejoins_as_a_new_incarnation(tmp_path: P
         await cluster.wait_view("kv", [coordinator, other])
         since = victim.mark()
         victim.kill(signal.SIGCONT)
-        restart = await victim.wait_for("restart", since)
-        assert restart["pid"] != old_pid
-        joined = await victim.wait_for("joined", since, g="kv", pid=restart["pid"])
-        assert joined["n"] > 0, "the new incarnation should have received the store's state"
+        rejoin = await victim.wait_for("rejoin", since, g="kv")
+        assert rejoin["pid"] != old_pid
+        joined = await victim.wait_for("joined", since, g="kv", pid=rejoin["pid"])
+        assert joined["n"] > 0, "the new member id should have received the store's state"
         everyone = [coordinator, other, victim]
         await cluster.wait_view("kv", everyone)
         await cluster.wait_delivered(everyone, "kv", PROGRESS)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
+from vsgroups.check import check_dir
 from vsgroups.core import events as ev
 from vsgroups.sim import Simulation
 from vsgroups.sim.cluster import SimProcess
@@ -73,7 +75,7 @@ def test_processes_in_several_groups_leave_and_join() -> None:
     assert sorted(sim.procs["p1"].views["y"][1]) == ["p1#0", "p3#0"]
 
 
-def test_a_paused_process_is_excluded_and_rejoins_as_a_new_incarnation() -> None:
+def test_a_paused_process_is_excluded_and_rejoins_under_a_fresh_member_id() -> None:
     sim = Simulation(seed=7)
     for i, name in enumerate(["p1", "p2", "p3"]):
         sim.add(name, ["x"], founder=i == 0)
@@ -81,7 +83,36 @@ def test_a_paused_process_is_excluded_and_rejoins_as_a_new_incarnation() -> None
     sim.pause("p3", 3 * sim.cfg.suspect_timeout)
     sim.run_for(3 * sim.cfg.suspect_timeout)
     assert sim.run_until_true(sim.converged, 10)
-    assert sim.procs["p3"].pid == "p3#1"
+    assert sim.procs["p3"].pid == "p3#0"  # the node goes on
+    assert sim.procs["p3"].member_id("x") == "p3#1"
+
+
+def test_exclusion_from_one_group_leaves_the_others_alone(tmp_path: Path) -> None:
+    """Issue 10, B1: p3 is cut off from x's majority but not from y's members. x excludes it; after
+    the heal it joins x again as p3#1 with the state, while its view of y and its identity there
+    never change. The traces (one file per identity) pass the checker."""
+    sim = Simulation(seed=12, trace_dir=tmp_path)
+    sim.add("p1", ["x"], founder=True)
+    sim.add("p2", ["x"])
+    sim.add("p3", ["x", "y"], founder=["y"])
+    sim.add("p4", ["y"])
+    sim.add("p5", ["y"])
+    assert sim.run_until_true(sim.converged, 10)
+    y_view = sim.procs["p3"].views["y"]
+    sim.partition(["p1", "p2"], ["p3", "p4", "p5"])
+    for _ in range(20):
+        sim.cast("p3", "y", b"on", "safe")
+        sim.run_for(sim.cfg.suspect_timeout / 5)
+    assert sim.run_until_true(lambda: sim.procs["p1"].views["x"][1] == ("p1#0", "p2#0"), 10)
+    sim.heal()
+    assert sim.run_until_true(sim.converged, 10)
+    p3 = sim.procs["p3"]
+    assert (p3.pid, p3.member_id("x"), p3.member_id("y")) == ("p3#0", "p3#1", "p3#0")
+    assert p3.views["y"] == y_view, "the exclusion from x changed p3's view of y"
+    assert p3.digests["x"] == sim.procs["p1"].digests["x"]
+    sim.stop_all()
+    assert {f.name for f in tmp_path.glob("p3#*.jsonl")} == {"p3#0.jsonl", "p3#1.jsonl"}
+    assert check_dir(tmp_path, live=True, model="vs") == []
 
 
 def test_a_crashed_incarnation_handles_nothing_more() -> None:

@@ -60,15 +60,10 @@ FOUND_EVS = {  # seeds of ``vsgroups sim --model evs``
            "commit re-installed the old view with an empty stream, and the final set it reported cut "
            "the survivors' own messages (view-agreement, self-delivery)",
 }
-# (model, seed) whose core fix has not landed yet (xfail): an exclusion from one group must not end
-# the node's membership of its other groups (issue 10, part B1: per-group identities)
-PENDING: set[tuple[str, int]] = {("vs", 2413), ("vs", 2834)}
 
 
 @pytest.mark.parametrize(("model", "seed"), [
-    pytest.param(model, seed, marks=pytest.mark.xfail(reason=f"core bug: {what}"))
-    if (model, seed) in PENDING else (model, seed)
-    for model, found in (("vs", FOUND), ("evs", FOUND_EVS)) for seed, what in sorted(found.items())
+    (model, seed) for model, found in (("vs", FOUND), ("evs", FOUND_EVS)) for seed in sorted(found)
 ])
 def test_a_seed_that_found_a_core_bug_passes(model: str, seed: int) -> None:
     outcome = run(Spec(seed, model=model))

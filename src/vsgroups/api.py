@@ -5,9 +5,9 @@ the core with frames and ticks, and acts on its outputs in order. Replica hooks 
 in delivery order, which is what makes state transfer exact: ``get_state`` is called between the last
 message of the old view and the first of the new one.
 
-If the group goes on without this process (it was cut off from the primary component, or
-suspected falsely), the node restarts as a new incarnation, rejoins every group and receives fresh
-state (docs/design.md §1). The ``Group`` handles stay valid across that restart.
+If a group goes on without this process (it was cut off from the primary component, or suspected
+falsely), the node joins that group again under a fresh member id and receives fresh state, while
+its other groups go on (docs/design.md §1). The ``Group`` handle stays valid across the rejoin.
 
 Shutdown is graceful (``Node.close``, leaving ``async with Node(...)``): new casts are refused, the
 casts already accepted go out, every group is left in parallel, and only if every leave completes
@@ -183,6 +183,12 @@ class Group:
     @property
     def members(self) -> tuple[str, ...]:
         return self.view.members if self.view else ()
+
+    @property
+    def member_id(self) -> str:
+        """This process's identity in the group (``name#inc``): ``Node.pid``, unless it was excluded
+        from the group and joined it again under a fresh id (``Node.on_rejoin``)."""
+        return self.node._core.member_id(self.name)
 
     async def cast(self, payload: Any, order: str = "total") -> str:
         """Multicast ``payload`` to the group; returns its message id once accepted for sending.
@@ -380,7 +386,7 @@ class Group:
 
     async def wait_joined(self) -> None:
         """Return once this process is a member with the group state — at once, unless it is
-        rejoining as a new incarnation after being excluded. Raises ``NotAMember`` (``NodeClosed``)
+        rejoining under a fresh member id after being excluded. Raises ``NotAMember`` (``NodeClosed``)
         if the group was left (the node closed) first."""
         await self._joined.wait()
         if not self.active:
@@ -452,7 +458,8 @@ class Node:
         self.found = found
         self.tick_interval = tick
         self.groups: dict[str, Group] = {}
-        self.on_restart: Callable[[str], None] | None = None
+        # called with (group, reason) when this process was excluded from a group and joins it again
+        self.on_rejoin: Callable[[str, str], None] | None = None
         self._query_ids = itertools.count(1)
         self._transport: TcpTransport | None = None
         self._core: NodeCore
@@ -462,7 +469,7 @@ class Node:
         self._closed = False  # stopped: the core is no longer driven
         self._close_result: asyncio.Future[bool] | None = None  # how the (first) close ended: cleanly?
         self._aborting = asyncio.Event()
-        self._excluded_closing = False  # excluded while leaving: the stop is not clean
+        self._last_inc = 0  # the newest incarnation number used, by the node or a rejoin
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop
         self._storage = Storage(data_dir) if data_dir is not None else None
@@ -507,6 +514,7 @@ class Node:
     def _incarnate(self, inc: int, counter: int | None = None) -> None:
         """A new incarnation, or (``counter``: the message ids it used) one that recovers."""
         self._core = NodeCore(self.name, inc, self.address, self.config, seed=inc, counter=counter or 0)
+        self._last_inc = inc
         self._trace = TraceWriter(self.trace_dir, self.name, inc, time.time, recovered=counter is not None)
 
     async def join(
@@ -515,7 +523,7 @@ class Node:
         """Join ``group`` and return once this process is a member (with the state, if any).
 
         ``model="vs"`` (the default): only a primary component (a quorum of the last primary view)
-        makes progress; a cut-off process blocks, then rejoins as a new incarnation with fresh state.
+        makes progress; a cut-off process blocks, then rejoins under a fresh member id with fresh state.
         ``model="evs"``: extended virtual synchrony; every component keeps running, each change
         delivers a transitional configuration (``ViewChange.kind``) before the new regular one, and
         components that can talk again merge (no state transfer on a merge: the application
@@ -637,7 +645,7 @@ class Node:
             aborted.cancel()
         if aborted.done() and not aborted.cancelled():
             return False
-        return not self._excluded_closing and all(f.result() for f in leaves)
+        return all(f.result() for f in leaves)
 
     async def _shutdown(self, clean: bool) -> None:
         """Stop driving the core, close the transport and end the trace (with ``stop`` if ``clean``)."""
@@ -726,34 +734,33 @@ class Node:
         self.groups.pop(group.name, None)
         group._end(left, NotAMember(f"left group {group.name!r}"))
 
-    def _restart(self, reason: str) -> None:
-        """This incarnation was excluded: abandon it (its trace ends like a crash) and rejoin as a new one."""
-        assert self._trace is not None
-        if self._closing:
-            # leaving anyway: the incarnation ends like a crash, and no new one starts
-            log.warning("%s was excluded while closing: %s", self._core.pid, reason)
-            self._trace.close(clean=False)
-            self._excluded_closing = True
-            for group in list(self.groups.values()):
-                self._on_left(group, True)
+    def _rejoin(self, name: str, reason: str) -> None:
+        """This process was excluded from group ``name``: it joins it again alone, under a fresh member
+        id and with the state transferred as to any joiner, while its other groups go on."""
+        group = self.groups[name]
+        if self._closing or group._left is not None:
+            # it was leaving anyway: the group went on without it, which ends the leave (its trace
+            # says ``exclude``, a failure in its last view, so a clean stop stays true)
+            log.warning("%s was excluded from group %r while leaving it: %s", group.member_id, name, reason)
+            self._on_left(group, True)
             return
-        log.warning("%s restarts as a new incarnation: %s", self._core.pid, reason)
-        self._trace.close(clean=False)
-        old = self._core
-        self._incarnate(max(old.inc + 1, int(time.time() * 1000)))
-        self._recovered = False
+        self._last_inc = max(self._last_inc + 1, int(time.time() * 1000))
+        inc = self._last_inc
+        log.warning("%s was excluded from group %r and joins it again as %s#%d: %s",
+                    group.member_id, name, self.name, inc, reason)
+        group._fail_all(GroupBlocked(f"this process was excluded from {name!r} and rejoins: {reason}"))
+        group._joined.clear()
+        assert self._trace is not None
+        self._trace.rejoin(name, inc)
         if self._storage is not None:
-            self._storage.renew(self._core.inc)
-        for name, group in list(self.groups.items()):
-            if group._left is not None:  # it was leaving this group anyway: the leave is complete
-                self._on_left(group, True)
-                continue
-            group._fail_all(GroupBlocked(f"this process was excluded from {name!r} and rejoins: {reason}"))
-            group._joined.clear()
-            # the group exists: never found it again; ask the members we knew as well as the seeds
-            self._join_core(name, founder=False, also=sorted(old.addrs.values()))
-        if self.on_restart is not None:
-            self.on_restart(reason)
+            self._storage.rejoined(name)
+            if group.model == "evs":
+                self._storage.joining(name, pending=True)
+        # the group exists: ask the members we knew as well as the seeds
+        seeds = self._seed_list(sorted(self._core.addrs.values()))
+        self._core_call(lambda core, now: core.rejoin(name, inc, seeds, now, model=group.model))
+        if self.on_rejoin is not None:
+            self.on_rejoin(name, reason)
 
 
 class _Outputs(Driver):
@@ -813,5 +820,5 @@ class _Outputs(Driver):
             self.node._on_left(group, True)
 
     def on_excluded(self, out: ev.Excluded) -> None:
-        if out.group in self.node.groups and self.core is self.node._core:
-            self.node._restart(out.reason)
+        if out.group in self.node.groups:
+            self.node._rejoin(out.group, out.reason)

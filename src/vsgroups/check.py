@@ -11,14 +11,17 @@ Terms. A process is an incarnation ``name#inc`` (one file). A *configuration* is
 by one process. In EVS a regular view V may be followed at p by a transitional view T whose ``prev``
 is V; V and T form p's *block*, and messages of V may be delivered in T (1994 §2). p *survives* a
 block if it then installs another view of the group, leaves the group or stops cleanly; otherwise it
-*crashed* in it (a trace without ``stop`` ended in a crash). A process may also fail and recover with
+*crashed* in it (a trace without ``stop`` ended in a crash). An ``exclude`` line is a failure in the
+identity's last view of that group alone: the process goes on in its other groups and joins that
+one again under a fresh id, in a file of its own. A process may also fail and recover with
 its identifier and stable storage (1994 §2): its trace goes on after a ``recover`` line, which is a
 failure in every configuration it was in, so it crashed in those blocks even though it installs views
 later; its next view of a group succeeds none (``prev`` null) and is the configuration {p}. A message's
 *sending view* is the ``view`` of its ``send``. Each violation carries the name of the property it breaks:
 
 ``trace``           there are traces, one file per incarnation; every line is a well-formed event of that
-                    incarnation, ``recover`` comes after ``start`` and nothing follows ``stop``.
+                    incarnation, ``recover`` comes after ``start``, nothing follows ``stop`` and no view
+                    of a group follows the ``exclude`` of that group.
 ``view-agreement``  the processes that install a view agree on its members, kind and primary flag; each
                     of them is a member, and installs it once.
 ``primary-order``   the regular primary views of a group form one sequence (1987b §4.2, docs/design.md §5):
@@ -49,7 +52,7 @@ later; its next view of a group succeeds none (``prev`` null) and is the configu
                     one regular configuration to the next through a transitional one that follows it and
                     holds only members of it, the process among them (1994 §2, Spec. 2); one that
                     recovers passes to the regular configuration {p}.
-``liveness``        (``--live``, after faults stop) per group, the latest incarnations that stopped in it
+``liveness``        (``--live``, after faults stop) per group, the latest identities that stopped in it
                     (neither left nor failed in their last view of it) ended in one view whose members are
                     exactly them, having delivered every message any of them sent in it.
 
@@ -125,11 +128,12 @@ class Epoch:
     orders: bytearray = field(default_factory=bytearray)
     leave_line: int | None = None
     recover_line: int | None = None  # the process failed in this view: its ``recover`` line
+    exclude_line: int | None = None  # the group went on without the process: its ``exclude`` line
 
     @property
     def closed(self) -> bool:
         """No view of the group follows this one at the process without a gap: it left, or it failed."""
-        return self.leave_line is not None or self.recover_line is not None
+        return self.leave_line is not None or self.recover_line is not None or self.exclude_line is not None
 
 
 @dataclass(eq=False, slots=True)
@@ -271,6 +275,7 @@ class _TraceFile:
         self.last_view: dict[str, str | None] = {}  # to infer prev when a view event has none
         self.started = False
         self.sent: set[int] = set()  # ids and deliveries survive a recovery: stable storage
+        self.excluded: set[str] = set()  # groups this identity was excluded from: it is over in them
         self.delivered: set[int] = set()
 
     def event(self, ev: dict[str, Any], line: int) -> str | None:
@@ -293,6 +298,15 @@ class _TraceFile:
             if left is not None:
                 left.leave_line = line
             self.current[g] = self.last_view[g] = None
+        elif kind == "exclude":
+            g = ev.get("g")
+            if type(g) is not str:
+                return "exclude needs a string field g"
+            failed = self.current.get(g)
+            if failed is not None:
+                failed.exclude_line = line
+            self.current[g] = self.last_view[g] = None
+            self.excluded.add(g)
         elif kind == "start":
             self.started = True
         elif kind == "recover":
@@ -318,6 +332,8 @@ class _TraceFile:
             return f"view kind {kind!r} is neither regular nor transitional"
         if "prev" in ev and type(ev["prev"]) not in (str, type(None)):
             return "view prev must be a string or null"
+        if g in self.excluded:
+            return f"view of group {g} after this identity was excluded from it (a rejoin takes a new id)"
         epochs = self.inc.groups.setdefault(g, [])
         pred = ev["prev"] if "prev" in ev else self.last_view.get(g)
         epoch = Epoch(self.inc, g, view, len(epochs), line, tuple(sorted(members)), kind == "regular",
@@ -431,7 +447,7 @@ def _survival(block: list[Epoch]) -> int | None:
     last = block[-1]
     if last.leave_line is not None:
         return last.leave_line
-    if last.recover_line is not None:
+    if last.recover_line is not None or last.exclude_line is not None:
         return None
     after = _next(last)
     return after.line if after is not None else last.inc.stop_line
@@ -871,14 +887,17 @@ class _Checker:
                                    e.inc.at(after.line), like[0].inc.at(like[0].line))
 
     def liveness(self) -> None:
-        latest: dict[str, int] = {}
+        # per group: a process may be in one group under a newer identity than in another (it was
+        # excluded from that group alone and joined it again)
+        latest: dict[tuple[str, str], int] = {}
         for inc in self.h.incarnations:
-            latest[inc.name] = max(latest.get(inc.name, inc.number), inc.number)
+            for g in inc.groups:
+                latest[inc.name, g] = max(latest.get((inc.name, g), inc.number), inc.number)
         groups = sorted({g for inc in self.h.incarnations for g in inc.groups})
         for g in groups:
             final = {
                 inc.ident: inc.groups[g][-1] for inc in self.h.incarnations
-                if inc.stop_line is not None and inc.number == latest[inc.name] and g in inc.groups
+                if inc.stop_line is not None and g in inc.groups and inc.number == latest[inc.name, g]
                 and not inc.groups[g][-1].closed
             }
             if not final:

@@ -10,8 +10,8 @@ if the replicas differ or the checker finds a violation.
 ``vsgroups demo --partition`` shows the other kind of fault, which loopback cannot produce: the
 members run on hosts in network namespaces (``vsgroups.netns``, needs root) and the network splits
 into a majority and a minority that holds the coordinator. The majority installs a view of its own
-and goes on; the minority blocks (no view, no deliveries), and after the heal its members restart
-as new incarnations and rejoin with state transfer. It exits with status 77 ("skipped") if the
+and goes on; the minority blocks (no view, no deliveries), and after the heal its members rejoin
+under fresh member ids with state transfer. It exits with status 77 ("skipped") if the
 namespaces cannot be built.
 """
 
@@ -57,8 +57,9 @@ class Demo:
             self.views.add(event["view"])
             names = ", ".join(pid.partition("#")[0] for pid in event["members"])
             self.say(f"view {event['view']}: {names} (coordinator {names.partition(',')[0]})")
-        elif event["ev"] == "restart":
-            self.say(f"{member.name} was excluded and restarts as {event['pid']}: {event['reason']}")
+        elif event["ev"] == "rejoin":
+            self.say(f"{member.name} was excluded from {event['g']} and joins it again as {event['pid']}: "
+                     f"{event['reason']}")
 
     async def run(self) -> int:
         async with Cluster(self.workdir, self.trace_dir, groups=[GROUP], rate=RATE, suspect_timeout=SUSPECT,

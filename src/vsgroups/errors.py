@@ -19,7 +19,7 @@ class NodeClosed(NotAMember):
 
 
 class GroupBlocked(VsgroupsError):
-    """This process was cut off from the primary component; it will rejoin as a new incarnation."""
+    """This process was cut off from the group's primary component; it rejoins under a fresh member id."""
 
 
 class UnknownOrdering(VsgroupsError, ValueError):

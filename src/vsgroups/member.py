@@ -8,8 +8,9 @@ workload of casts in every ordering, and a line protocol for a controller (``vsg
 Stdout carries one JSON object per line, each with an ``ev`` field: ``ready`` (listening, with the
 process identity and address, and whether it recovered from its ``--data-dir``), ``view`` (members in
 age order: the coordinator first), ``joined`` (member of the group, with its state, and the last view
-it logged before this start), ``restart`` (the node was excluded and restarts as a new
-incarnation), ``flushing`` (the core promised a ballot: a view change is under way), ``eof`` (stdin
+it logged before this start, with the process's member id ``pid`` in the group), ``rejoin`` (the
+process was excluded from group ``g`` and joins it again as the member ``pid``; its other groups go
+on), ``flushing (the core promised a ballot: a view change is under way), ``eof`` (stdin
 ended), ``stopping`` (a graceful stop began, with its ``reason``), ``stopped`` (with ``clean``: every
 group was left), and the answers to commands. Logs go to stderr.
 
@@ -130,7 +131,7 @@ class Member:
         self.node = Node(args.name, listen=args.listen, seeds=args.seeds, key_file=args.key_file,
                          trace_dir=args.trace, config=config, found=True if args.found else None,
                          data_dir=args.data_dir, close_timeout=args.close_timeout)
-        self.node.on_restart = self._on_restart
+        self.node.on_rejoin = self._on_rejoin
         self.groups = {name: _Membership(name) for name in args.groups}
         self.load_on = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -235,16 +236,16 @@ class Member:
     def _joined(self, m: _Membership) -> None:
         m.ready.set()
         last = self.node.last_views.get(m.name)
-        emit("joined", g=m.name, pid=self.node.pid, n=len(m.store.data),
+        assert m.handle is not None
+        emit("joined", g=m.name, pid=m.handle.member_id, n=len(m.store.data),
              last_view=last.to_json() if last is not None else None)
 
-    def _on_restart(self, reason: str) -> None:
-        emit("restart", pid=self.node.pid, reason=reason)
-        for m in self.groups.values():
-            m.handle = self.node.groups.get(m.name)  # set even if the first join never returned
-            if m.handle is not None:
-                m.ready.clear()
-                self.spawn(self._rejoined(m))
+    def _on_rejoin(self, group: str, reason: str) -> None:
+        m = self.groups[group]
+        m.handle = self.node.groups[group]  # set even if the first join never returned
+        emit("rejoin", g=group, pid=m.handle.member_id, reason=reason)
+        m.ready.clear()
+        self.spawn(self._rejoined(m))
 
     async def _checkpoints(self) -> None:
         """Write each store to stable storage every ``CHECKPOINT`` seconds: a process that recovers
@@ -350,8 +351,8 @@ class Member:
             except (QueryFailed, GroupBlocked, NotAMember) as exc:
                 replies = getattr(exc, "replies", {})
                 error = str(exc)
-            mine = replies.get(self.node.pid, {"digest": m.store.digest(), "n": len(m.store.data)})
-            emit("digest", g=m.name, pid=self.node.pid, digest=mine["digest"], n=mine["n"],
+            mine = replies.get(handle.member_id, {"digest": m.store.digest(), "n": len(m.store.data)})
+            emit("digest", g=m.name, pid=handle.member_id, digest=mine["digest"], n=mine["n"],
                  replies={pid: r["digest"] for pid, r in replies.items()}, error=error)
 
     async def _cmd_stats(self, arg: str) -> None:

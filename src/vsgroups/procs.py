@@ -79,19 +79,22 @@ def oldest_first(members: Iterable[Member], group: str) -> list[Member]:
     view = members[0].view(group)
     if view is None:
         raise ValueError(f"{members[0].name} has reported no view of {group}")
-    return sorted(members, key=lambda m: view["members"].index(m.pid))
+    return sorted(members, key=lambda m: view["members"].index(m.member_id(group)))
 
 
 class Member:
     """One member process and the events it has reported so far."""
 
-    def __init__(self, cluster: Cluster, name: str, addr: str, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, cluster: Cluster, name: str, addr: str, proc: asyncio.subprocess.Process,
+                 groups: Sequence[str]) -> None:
         self.cluster = cluster
         self.name = name
         self.addr = addr
+        self.groups = tuple(groups)
         self.proc = proc
         self.events: list[Event] = []
         self.pid: str | None = None  # the process identity name#inc of the current incarnation
+        self.ids: dict[str, str] = {}  # group: its member id there, where it joined again after an exclusion
         self.ended = False  # stdout closed: the process exited or is about to
         self.killed = False  # SIGKILL sent
         self.reader = asyncio.get_running_loop().create_task(self._read())
@@ -110,14 +113,21 @@ class Member:
                 event = json.loads(line)
             except ValueError:
                 event = {"ev": "text", "line": line.decode(errors="replace").rstrip()}
-            if event.get("ev") in ("ready", "restart"):
+            if event.get("ev") == "ready":
                 self.pid = event["pid"]
+                self.ids.clear()
+            elif event.get("ev") == "rejoin":
+                self.ids[event["g"]] = event["pid"]
             self.events.append(event)
             if self.cluster.on_event is not None:
                 self.cluster.on_event(self, event)
             await self.cluster.notify()
         self.ended = True
         await self.cluster.notify()
+
+    def member_id(self, group: str) -> str | None:
+        """This member's identity in ``group``: its pid, or a fresh one if it was excluded and rejoined."""
+        return self.ids.get(group, self.pid)
 
     # -- observing ---------------------------------------------------------------------------------
 
@@ -145,10 +155,10 @@ class Member:
         return await self.cluster.until(found, timeout, f"{self.name}: {ev} {fields or ''}")
 
     async def wait_rejoined(self, group: str, since: int = 0, timeout: float = GUARD) -> Event:
-        """Wait until this member, excluded after position ``since``, has restarted as a new incarnation
-        and joined ``group`` again; returns the new incarnation's ``joined`` event (with the state's size)."""
-        restart = await self.wait_for("restart", since, timeout)
-        return await self.wait_for("joined", since, timeout, g=group, pid=restart["pid"])
+        """Wait until this member, excluded from ``group`` after position ``since``, has joined it again
+        under a fresh member id; returns that ``joined`` event (with the state's size)."""
+        rejoin = await self.wait_for("rejoin", since, timeout, g=group)
+        return await self.wait_for("joined", since, timeout, g=group, pid=rejoin["pid"])
 
     # -- acting ------------------------------------------------------------------------------------
 
@@ -271,14 +281,16 @@ class Cluster:
         return started
 
     async def add(self, name: str | None = None, host: Host | None = None, *,
-                  load_paused: bool = True) -> Member:
+                  load_paused: bool = True, groups: Sequence[str] | None = None,
+                  found: bool = False) -> Member:
         """Start one more member (on ``host``, default: loopback) that joins through the live members,
-        with its workload paused unless ``load_paused`` is False. Returns once it is listening; wait
-        for its ``joined`` event to know it holds the state."""
+        with its workload paused unless ``load_paused`` is False. ``groups`` (default: the cluster's)
+        are the groups it joins; it founds those no live member answers for if ``found``. Returns once
+        it is listening; wait for its ``joined`` event to know it holds the state."""
         host = host or loopback()
         seeds = [m.addr for m in self.live] + [host.address]
-        member = await self._spawn(name or f"m{len(self.members) + 1}", host, seeds, found=False,
-                                   load_paused=load_paused)
+        member = await self._spawn(name or f"m{len(self.members) + 1}", host, seeds, found=found,
+                                   load_paused=load_paused, groups=groups)
         await member.wait_for("ready")
         return member
 
@@ -290,10 +302,11 @@ class Cluster:
         return await self.add(member.name, host)
 
     async def _spawn(self, name: str, host: Host, seeds: list[str], found: bool,
-                     load_paused: bool = True) -> Member:
+                     load_paused: bool = True, groups: Sequence[str] | None = None) -> Member:
+        groups = self.groups if groups is None else tuple(groups)
         argv = [
             *host.prefix, sys.executable, "-m", "vsgroups", "node", "--name", name, "--listen", host.address,
-            "--seeds", ",".join(seeds), "--groups", ",".join(self.groups), "--key-file", str(self.key_file),
+            "--seeds", ",".join(seeds), "--groups", ",".join(groups), "--key-file", str(self.key_file),
             "--trace", str(self.trace_dir), "--rate", str(self.rate), "--size", str(self.size),
             "--orders", ",".join(self.orders), "--model", self.model, "--parent-pid", str(os.getpid()),
         ]
@@ -310,7 +323,7 @@ class Cluster:
         with open(self.workdir / "logs" / f"{name}.log", "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log)
-        member = Member(self, name, host.address, proc)
+        member = Member(self, name, host.address, proc, groups)
         self.members.append(member)
         return member
 
@@ -345,7 +358,7 @@ class Cluster:
             first = views[0]
             if first is None or any(v is None or v["view"] != first["view"] for v in views):
                 return None
-            return first if set(first["members"]) == {m.pid for m in members} else None
+            return first if set(first["members"]) == {m.member_id(group) for m in members} else None
 
         names = ", ".join(m.name for m in members)
         return await self.until(agreed, timeout, f"one view of {group} holding exactly {names}")
@@ -390,15 +403,16 @@ class Cluster:
         member (each carries the digests every member answered at the same cut of the total order)."""
         await self.load(False, members)
         await asyncio.gather(*(m.command("flush", "flushed", timeout) for m in members))
-        for group in self.groups:
-            await self.wait_view(group, members, timeout)
+        groups = sorted({g for m in members for g in m.groups})
+        for group in groups:
+            await self.wait_view(group, [m for m in members if group in m.groups], timeout)
         replies = await asyncio.gather(*(self._digests(m, timeout) for m in members))
-        return {group: [r[group] for r in replies] for group in self.groups}
+        return {group: [r[group] for r in replies if group in r] for group in groups}
 
     async def _digests(self, member: Member, timeout: float) -> dict[str, Event]:
         since = member.mark()
         await member.send("digest")  # one query per group, answered by one digest event per group
-        return {group: await member.wait_for("digest", since, timeout, g=group) for group in self.groups}
+        return {group: await member.wait_for("digest", since, timeout, g=group) for group in member.groups}
 
     async def quit_all(self) -> list[int]:
         """Stop every live member gracefully, at once (so none outlives the others by a suspect

@@ -19,6 +19,9 @@ only evs groups recover this way. What a node keeps, in its directory:
 * ``<group>.joining`` — an evs group this node joined and holds no state of yet. A node that
   crashes with one cannot recover its identifier: the group may count it as a member that
   acknowledged messages it never kept, so it starts a new incarnation and joins as a new member.
+* ``<group>.rejoined`` — a group this node was excluded from and joined again under a fresh member
+  id. Its checkpoint belongs to that id, not to the node's identifier, so the node cannot recover
+  its identifier either.
 
 Files are replaced atomically (write, fsync, rename), so a crash leaves the old or the new version.
 """
@@ -56,7 +59,8 @@ class Storage:
         """(incarnation, first message counter): the stored identity if the node has evs groups to
         recover, or ``fresh_inc`` and None (a new incarnation, as vs wants after any restart)."""
         path = self.dir / "identity.json"
-        if not path.exists() or not any(self.dir.glob("*.checkpoint")) or any(self.dir.glob("*.joining")):
+        if (not path.exists() or not any(self.dir.glob("*.checkpoint")) or any(self.dir.glob("*.joining"))
+                or any(self.dir.glob("*.rejoined"))):
             self.renew(fresh_inc)
             return fresh_inc, None
         stored = json.loads(path.read_text())
@@ -69,8 +73,9 @@ class Storage:
         """The node starts a new incarnation: the old identity, and what it could recover, are over."""
         self.inc, self.reserved = inc, 0
         self.reserve(0)
-        for old in [*self.dir.glob("*.checkpoint"), *self.dir.glob("*.joining")]:
-            old.unlink()
+        for kind in ("checkpoint", "joining", "rejoined"):
+            for old in self.dir.glob(f"*.{kind}"):
+                old.unlink()
 
     def reserve(self, counter: int) -> None:
         """Called with the message counter after each cast: reserve the next block in time."""
@@ -86,6 +91,10 @@ class Storage:
             _replace(path, b"")
         else:
             path.unlink(missing_ok=True)
+
+    def rejoined(self, group: str) -> None:
+        """Mark ``group`` as joined again under a fresh member id (see the module docstring)."""
+        _replace(self.dir / f"{_safe(group)}.rejoined", b"")
 
     def save_checkpoint(self, group: str, epoch: int, state: bytes) -> None:
         _replace(self._checkpoint(group), json.dumps({"epoch": epoch, "state": state.hex()}).encode())

@@ -1,5 +1,8 @@
 """Trace writer: the JSON Lines history of one process incarnation (docs/trace.md).
 
+One file per identity: a node that was excluded from a group and joined it again under a fresh
+member id (``NodeCore.rejoin``) writes that group's events to the new identity's file from then on.
+
 The asyncio runtime and the simulator both turn core outputs into trace records here, so real and
 simulated runs write exactly the same format for ``vsgroups check``.
 """
@@ -20,9 +23,11 @@ class TraceWriter:
 
     def __init__(self, directory: str | os.PathLike[str] | None, name: str, inc: int, clock: Any,
                  recovered: bool = False) -> None:
+        self.directory = directory
         self.name = name
         self.inc = inc
         self.clock = clock
+        self.rejoined: dict[str, TraceWriter] = {}  # group: the file of the identity that rejoined it
         self.file: IO[str] | None = None
         if directory is not None:
             Path(directory).mkdir(parents=True, exist_ok=True)
@@ -36,8 +41,18 @@ class TraceWriter:
         record = {"ev": event, "p": self.name, "inc": self.inc, "t": round(self.clock(), 6), **fields}
         self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
 
+    def rejoin(self, group: str, inc: int) -> None:
+        """The node joins ``group`` again as ``name#inc``: a new file holds that group's events."""
+        old = self.rejoined.get(group)
+        if old is not None:
+            old.close(clean=False)  # excluded from its only group: that identity is over
+        self.rejoined[group] = TraceWriter(self.directory, self.name, inc, self.clock)
+
     def record(self, event: ev.Output) -> None:
         """Trace one core output (those that are not part of the history are ignored)."""
+        if self.rejoined and (other := self.rejoined.get(getattr(event, "group", ""))) is not None:
+            other.record(event)
+            return
         if self.file is None:
             return
         if isinstance(event, ev.Delivered):
@@ -54,13 +69,19 @@ class TraceWriter:
             self.write("state", g=event.group, view=event.view, size=len(event.data))
         elif isinstance(event, ev.Left):
             self.write("leave", g=event.group)
+        elif isinstance(event, ev.Excluded):
+            self.write("exclude", g=event.group)
 
     def flush(self) -> None:
+        for other in self.rejoined.values():
+            other.flush()
         if self.file is not None:
             self.file.flush()
 
     def close(self, clean: bool) -> None:
         """``clean`` writes ``stop``; an abandoned or crashed incarnation ends without it."""
+        for other in self.rejoined.values():
+            other.close(clean)
         if self.file is None:
             return
         if clean:

@@ -102,7 +102,8 @@ class Left:
 
 @dataclass(slots=True)
 class Excluded:
-    """The group went on without this incarnation: the node must restart as a new incarnation."""
+    """The group went on without this member: the driver joins it again under a fresh member id
+    (``NodeCore.rejoin``); the node's other groups are not affected."""
 
     group: str
     reason: str

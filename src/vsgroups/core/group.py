@@ -25,7 +25,7 @@ Lifecycle (``State``; the table ``TRANSITIONS`` lists every legal move):
   is a founder (the runtime makes the first seed the founder) and it heard nothing from any member
   for ``found_timeout``. A joiner the group answered but did not admit within ``join_timeout`` (the
   view that admitted it may have been committed by a member that then died) ends as EXCLUDED and
-  joins again as a new incarnation.
+  joins again under a fresh member id.
 * MEMBER: installed in a view (a joiner may still wait for its state: see ``transfer``).
 * LEAVING: it asks to leave once no joiner waits for state from it (it may be the only holder of
   the state left); it still votes in the transition that removes it and delivers its final set,
@@ -125,14 +125,16 @@ class GroupStatus:
 
 class GroupEngine:
     def __init__(
-        self, host: Host, name: str, seeds: list[str], founder: bool, now: float, model: str = "vs"
+        self, host: Host, name: str, seeds: list[str], founder: bool, now: float, model: str = "vs",
+        me: str | None = None,
     ) -> None:
+        """``me``: this member's id in the group; the host's pid unless it joins again (``rejoin``)."""
         if model not in ("vs", "evs"):
             raise ValueError(f"unknown group model {model!r}: use 'vs' (primary component) or 'evs'")
         self.host = host
         self.cfg = host.cfg
         self.name = name
-        self.me = host.pid
+        self.me = me or host.pid
         self.model = model
         self.evs = model == "evs"
         self.seeds = seeds

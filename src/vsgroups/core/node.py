@@ -1,7 +1,12 @@
 """One process incarnation: the sans-IO protocol endpoint that the runtime and simulator drive.
 
 ``NodeCore`` owns what its groups share: the identity ``name#inc``, failure detection, addresses
-and the outbox. Inputs are method calls carrying the current time; outputs accumulate and are taken
+and the outbox. A group that went on without this node (vs exclusion, a join that cannot finish)
+is joined again alone under a fresh member id ``name#inc2`` (``rejoin``), while the node's other
+groups keep their views: frames then carry the node's *aliases*, its member id per group where it
+differs from the node's (docs/design.md §1). A peer takes the alias for the sender of that group's
+messages, watches it through the node's frames, and counts the node's old identity as gone from
+the group. Inputs are method calls carrying the current time; outputs accumulate and are taken
 with ``take_outputs()``. Messages bound for the same address during one call leave in one frame
 (batching, 1987b §4.3.2).
 
@@ -52,7 +57,9 @@ class NodeCore:
         self.cfg = config or Config()
         self.rng = random.Random(f"{seed}/{self.pid}")
         self.groups: dict[str, GroupEngine] = {}
-        self.counter = counter  # message ids are name#inc:counter, unique across groups and views
+        self.counter = counter  # message ids are member:counter, unique across groups and views
+        self.aliases: dict[str, str] = {}  # group: this node's member id in it, where not self.pid
+        self.node_of: dict[str, str] = {}  # a peer's member id: the pid of the node it runs on
         self.flush_tokens = 0
         self.addrs: dict[str, str] = {}
         self.last_heard: dict[str, float] = {}
@@ -62,7 +69,6 @@ class NodeCore:
         self.outbox: dict[str, list[bytes]] = {}
         self.outputs: list[ev.Output] = []
         self.loopback: list[bytes] = []
-        self.dead = False
         self.batching = False
         self.deferred: dict[GroupEngine, None] = {}  # ordered: runs stay a function of the seed
         self.now = 0.0
@@ -76,10 +82,24 @@ class NodeCore:
         if group in self.groups:
             raise ValueError(f"already joining or a member of group {group!r}")
         self.now = now
-        engine = GroupEngine(self, group, list(seeds), founder, now, model)
+        engine = GroupEngine(self, group, list(seeds), founder, now, model, self.member_id(group))
         self.groups[group] = engine
         engine.tick(now)
         self._drain(now)
+
+    def rejoin(self, group: str, inc: int, seeds: list[str], now: float, model: str = "vs") -> None:
+        """Join ``group`` again, as the member ``name#inc``, after an ``Excluded`` output for it: its
+        old member id is over in that group (fail-stop, 1987a), not in the node's other groups.
+        ``inc`` must be above every incarnation number this process has used, in any group."""
+        name, old = name_inc(self.member_id(group))
+        if inc <= max(old, self.inc):
+            raise ValueError(f"a member id of {self.name} must be fresh: {inc} is not above {old}")
+        self.aliases[group] = f"{self.name}#{inc}"
+        self.join(group, seeds, now, model=model)
+
+    def member_id(self, group: str) -> str:
+        """This node's identity in ``group``: its pid, unless it was excluded from it and rejoined."""
+        return self.aliases.get(group, self.pid)
 
     def recover(self, group: str, seeds: list[str], now: float, epoch: int) -> None:
         """Recover membership of evs ``group`` after a failure, with stable storage: ``epoch`` is the
@@ -88,7 +108,7 @@ class NodeCore:
         if group in self.groups:
             raise ValueError(f"already joining or a member of group {group!r}")
         self.now = now
-        engine = GroupEngine(self, group, list(seeds), False, now, "evs")
+        engine = GroupEngine(self, group, list(seeds), False, now, "evs", self.member_id(group))
         self.groups[group] = engine
         engine.recover(epoch, now)
         self._drain(now)
@@ -111,7 +131,7 @@ class NodeCore:
         engine = self._group(group)
         self.now = now
         self.counter += 1
-        mid = f"{self.pid}:{self.counter}"
+        mid = f"{engine.me}:{self.counter}"
         try:
             engine.cast(mid, order, payload)
         except Exception:
@@ -157,29 +177,31 @@ class NodeCore:
 
     def receive(self, data: bytes, now: float) -> None:
         """Take one frame from the network. Malformed frames are dropped and logged."""
-        if self.dead:
-            return
         self.now = now
         try:
             frame = decode_frame(data)
             sender = frame.sender
             name, inc = name_inc(sender)
+            for member in frame.aliases.values():
+                if name_inc(member)[0] != name:
+                    raise ValueError(f"{sender} claims the member id {member} of another process")
         except (*DecodeError, ValueError) as exc:
             log.warning("dropped a malformed frame (%d bytes): %s", len(data), exc)
             return
         if not self._heard_from(name, inc, sender, frame.addr, now):
             return
+        aliases = frame.aliases
+        if aliases:
+            self._learn_aliases(sender, aliases, frame.addr)
         self.batching = True
         try:
             for raw in frame.msgs:
-                self._dispatch(sender, raw, now)
+                self._dispatch(sender, raw, now, aliases)
         finally:
             self.batching = False
         self._progress_deferred(now)
 
     def tick(self, now: float) -> None:
-        if self.dead:
-            return
         self.now = now
         for engine in list(self.groups.values()):
             engine.tick(now)
@@ -191,16 +213,17 @@ class NodeCore:
         the casts between two takes go out together."""
         self._progress_deferred(self.now)
         budget = self.cfg.frame_budget
+        pid, here, aliases = self.pid, self.addr, self.aliases
         for addr, msgs in self.outbox.items():
             batch: list[bytes] = []
             size = 0
             for raw in msgs:
                 if batch and size + len(raw) > budget:
-                    self.outputs.append(ev.Transmit(addr, encode(Frame(self.pid, self.addr, batch))))
+                    self.outputs.append(ev.Transmit(addr, encode(Frame(pid, here, batch, aliases))))
                     batch, size = [], 0
                 batch.append(raw)
                 size += len(raw)
-            self.outputs.append(ev.Transmit(addr, encode(Frame(self.pid, self.addr, batch))))
+            self.outputs.append(ev.Transmit(addr, encode(Frame(pid, here, batch, aliases))))
         self.outbox = {}
         out, self.outputs = self.outputs, []
         return out
@@ -215,7 +238,7 @@ class NodeCore:
         self.last_sent[addr] = self.now
 
     def send_to(self, pid: str, data: bytes) -> None:
-        if pid == self.pid:
+        if pid == self.pid or self.aliases and pid in self.aliases.values():
             self.loopback.append(data)
             return
         addr = self.addrs.get(pid)
@@ -230,16 +253,15 @@ class NodeCore:
 
     def emit(self, event: ev.Output) -> None:
         self.outputs.append(event)
-        if isinstance(event, ev.Excluded):
-            self.dead = True  # fail-stop: this incarnation is over; the driver starts a new one
 
     def suspects(self, pid: str) -> bool:
-        if pid == self.pid:
+        if pid == self.pid or self.aliases and pid in self.aliases.values():
             return False
-        name, inc = name_inc(pid)
+        node = self.node_of.get(pid, pid)  # a member id is alive while its node is
+        name, inc = name_inc(node)
         if self.newest_inc.get(name, inc) > inc:
             return True
-        return self.now - self.last_heard.get(pid, float("-inf")) > self.cfg.suspect_timeout
+        return self.now - self.last_heard.get(node, float("-inf")) > self.cfg.suspect_timeout
 
     def defer(self, engine: GroupEngine) -> None:
         self.deferred[engine] = None
@@ -273,25 +295,44 @@ class NodeCore:
         self.addrs[sender] = addr
         return True
 
-    def _dispatch(self, sender: str, raw: bytes, now: float) -> None:
+    def _learn_aliases(self, sender: str, aliases: dict[str, str], addr: str) -> None:
+        for group, member in aliases.items():
+            if self.node_of.get(member) != sender:
+                self.node_of[member] = sender
+                self.addrs[member] = addr
+            engine = self.groups.get(group)
+            if engine is not None:
+                # the node's other identities in the group (its pid, an earlier alias) are over
+                for pid in engine.members:
+                    if pid != member and self.node_of.get(pid, pid) == sender:
+                        engine.change.retired(pid)
+
+    def _dispatch(self, node: str, raw: bytes, now: float, aliases: dict[str, str] | None = None) -> None:
+        """Handle one message of the frame of ``node``; a group's message is from ``node``'s member id in
+        that group (``aliases``)."""
+        sender = node
         try:
             msg = decode(raw)
             if isinstance(msg, Heartbeat):
                 for group, view in msg.views.items():
                     engine = self.groups.get(group)
                     if engine is not None and view is not None:
+                        sender = aliases.get(group, node) if aliases else node
                         engine.on_heartbeat_view(sender, view, now)
                 if msg.complete:
                     for engine in self.groups.values():
+                        sender = aliases.get(engine.name, node) if aliases else node
                         engine.change.on_groups_named(sender, engine.name in msg.views)
                 return
+            if aliases:
+                sender = aliases.get(msg.group, node)
             engine = self.groups.get(msg.group)
             if engine is not None:
                 engine.on_message(sender, msg, raw, now)
             elif isinstance(msg, Prepare | Accept | Commit):
                 # A view change counts on us in a group we are not in (a stale join request
                 # admitted us after we left): say so, or the group would wait for us forever.
-                self.send_to(sender, encode(Leave(msg.group, self.pid, True)))
+                self.send_to(sender, encode(Leave(msg.group, self.member_id(msg.group), True)))
         except (*DecodeError, ValueError) as exc:
             # malformed (or, from a peer with a bug, a message that fails its checks); anything
             # else a handler raises is a bug of this node, and must not pass for bad input
@@ -309,7 +350,7 @@ class NodeCore:
         while self.loopback:
             batch, self.loopback = self.loopback, []
             for raw in batch:
-                self._dispatch(self.pid, raw, now)
+                self._dispatch(self.pid, raw, now, self.aliases)
 
     def _heartbeats(self, now: float) -> None:
         interval = self.cfg.heartbeat_interval

@@ -141,6 +141,12 @@ class ViewChange:
         for pid in value.joiners:
             self.joins.pop(pid, None)
 
+    def retired(self, pid: str) -> None:
+        """The node of member ``pid`` is in this group under another member id now (it was excluded
+        and joined again): ``pid`` will neither vote nor acknowledge here."""
+        if pid in self.g.members and pid != self.g.me:
+            self.absent.add(pid)
+
     def gone(self, pid: str) -> bool:
         """Suspected, or it told us it is not in the group at all (a leave that went on without us)."""
         return pid in self.absent or self.g.host.suspects(pid)

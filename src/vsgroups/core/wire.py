@@ -1,6 +1,6 @@
 """The protocol's messages, as typed records, and their encoding (msgpack, through msgspec).
 
-A frame is ``Frame(sender pid, sender address, [encoded message, ...])``; each message is encoded
+A frame is ``Frame(sender pid, sender address, [encoded message, ...], aliases)``; each message is encoded
 once, and its bytes are reused for every destination and every retransmission, so a relayed
 message is byte-identical to the original (docs/design.md §3: never re-stamp a message).
 
@@ -51,10 +51,14 @@ class K(IntEnum):
     MERGE = 21
 
 
-class Frame(msgspec.Struct, array_like=True):
+class Frame(msgspec.Struct, array_like=True, omit_defaults=True):
     sender: str  # pid of the sending incarnation
     addr: str  # where it listens
     msgs: list[bytes]  # encoded messages
+    # group: the sender's member id in it, where that is not ``sender`` (it was excluded from the
+    # group and joined it again under a fresh identity, docs/design.md §1); usually empty, and then
+    # not on the wire at all
+    aliases: dict[str, str] = {}
 
 
 class _Message(msgspec.Struct, array_like=True, frozen=True):

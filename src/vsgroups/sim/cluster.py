@@ -10,7 +10,8 @@ flight to it are lost with its connections); a *restart* starts the process agai
 incarnation, which rejoins the groups the process belongs to; a *pause* freezes a process (no
 timers, no frame handling, no casts; frames wait in its socket buffer) as a long GC or a swapped-out
 process would, and may get it falsely suspected. A process that learns it was excluded from a
-group abandons its incarnation and rejoins all its groups as a new one, as ``api.Node`` does.
+group joins that group again under a fresh member id (``NodeCore.rejoin``), as ``api.Node`` does,
+while its other groups go on.
 Joins and voluntary leaves change the set of groups a process belongs to.
 
 Each process keeps a toy replicated state per group — a digest chained over the totally ordered
@@ -51,6 +52,10 @@ class SimProcess:
     views: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     delivered: int = 0
     incarnations: int = 1
+    last_inc: int = 0  # the highest incarnation number used so far, by the node or a rejoin
+
+    def member_id(self, group: str) -> str:
+        return self.core.member_id(group)
 
     @property
     def pid(self) -> str:
@@ -155,7 +160,8 @@ class Simulation:
         self.at(max(self.now + self.tick_interval, proc.paused_until), self._tick, proc, core)
 
     def _next_incarnation(self, proc: SimProcess) -> None:
-        proc.core, proc.trace = self._incarnate(proc.name, proc.addr, proc.core.inc + 1)
+        proc.last_inc += 1
+        proc.core, proc.trace = self._incarnate(proc.name, proc.addr, proc.last_inc)
         proc.incarnations += 1
         proc.views.clear()
         self._start(proc)
@@ -197,6 +203,8 @@ class Simulation:
         its state yet: nothing of that group is on stable storage, and it may not join it again under
         an identity the group still counts as a member that acknowledged its messages (seed 20224)."""
         core = self.procs[name].core
+        if core.aliases:
+            return False  # it joined a group again under another id: its storage names the old one
         return not any((st := core.status(group)) is not None and st.state == "member" and st.awaiting_state
                        for group in core.groups)
 
@@ -272,7 +280,7 @@ class Simulation:
         """Every group has one view, installed by exactly the live processes that belong to it."""
         live = self.live()
         for group in self.groups():
-            members = sorted(p.pid for p in live if group in p.groups)
+            members = sorted(p.member_id(group) for p in live if group in p.groups)
             views = {p.views.get(group) for p in live if group in p.groups}
             if len(views) != 1:
                 return False
@@ -287,13 +295,18 @@ class Simulation:
     # -- plumbing --------------------------------------------------------------------------------
 
     def _handle(self, proc: SimProcess) -> None:
-        core = proc.core
-        driver = self.drivers[proc.name]
-        driver.excluded = False
-        driver.drain(core)
-        if driver.excluded and proc.core is core and proc.up:
-            proc.trace.close(clean=False)  # this incarnation is over: its trace ends like a crash
-            self._next_incarnation(proc)
+        self.drivers[proc.name].drain(proc.core)
+
+    def _rejoin(self, proc: SimProcess, group: str) -> None:
+        """``proc`` was excluded from ``group``: it joins it again under a fresh member id."""
+        proc.views.pop(group, None)
+        if group not in proc.groups:
+            proc.digests.pop(group, None)
+            return  # it was leaving the group anyway: that ends the leave
+        proc.last_inc += 1
+        proc.trace.rejoin(group, proc.last_inc)
+        proc.digests[group] = ""
+        proc.core.rejoin(group, proc.last_inc, self._seeds(), self.now, model=self.model)
 
     def _transmit(self, proc: SimProcess, out: ev.Transmit) -> None:
         dst = self.by_addr.get(out.addr)
@@ -319,7 +332,6 @@ class _Outputs(Driver):
         super().__init__()
         self.sim = sim
         self.proc = proc
-        self.excluded = False  # the incarnation being drained was excluded: it ends
 
     def observe(self, out: ev.Output) -> None:
         for listener in self.sim.listeners:
@@ -352,4 +364,4 @@ class _Outputs(Driver):
         self.proc.digests.pop(out.group, None)
 
     def on_excluded(self, out: ev.Excluded) -> None:
-        self.excluded = True
+        self.sim._rejoin(self.proc, out.group)
