@@ -12,6 +12,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from vsgroups.check import check_dir
 from vsgroups.procs import Cluster, Member, digest_problems, oldest_first
@@ -20,6 +21,7 @@ SUSPECT = 0.6
 RATE = 50  # casts per second per member
 PROGRESS = 100  # deliveries each member must make to show the group works under load
 GUARD = 150.0  # the whole test; every wait has its own, shorter guard
+STOPPED = 1.0  # how long a stopped joiner is left behind a leaving state holder
 
 Scenario = Callable[[Cluster], Awaitable[list[Member]]]
 
@@ -121,6 +123,75 @@ def test_join_under_load_with_state_transfer(tmp_path: Path) -> None:
         return everyone
 
     run(tmp_path, scenario)
+
+
+def test_a_burst_of_joiners_that_crash_right_after_admission_does_not_block_the_old_members(
+        tmp_path: Path) -> None:
+    """Issue 10, B5: four joiners ask at once and are SIGKILLed as soon as a view admitting any of
+    them is installed. A view admits at most as many joiners as it keeps old members, so the three
+    old members stay a quorum of it by themselves and go on with a view of exactly themselves (the
+    simulator bounds the time: tests/test_sim_network.py)."""
+
+    async def scenario(cluster: Cluster) -> list[Member]:
+        old = await loaded(cluster, 3)
+        joiners = await asyncio.gather(*(cluster.add(f"j{i}") for i in range(1, 5)))
+        ids = {j.pid for j in joiners}
+
+        def admitting() -> dict[str, Any] | None:
+            view = old[0].view("kv")
+            return view if view is not None and ids & set(view["members"]) else None
+
+        view = await cluster.until(admitting, what="a view admitting some of the joiners")
+        for j in joiners:
+            j.kill(signal.SIGKILL)
+        assert len(ids & set(view["members"])) <= len(old), f"too many joiners admitted at once: {view}"
+        await cluster.wait_view("kv", old)
+        await cluster.wait_delivered(old, "kv", PROGRESS)
+        return old
+
+    run(tmp_path, scenario)
+
+
+def test_the_only_holder_of_the_state_leaving_completes_the_transfer_first(tmp_path: Path) -> None:
+    """Issue 10, B5: m1 alone holds a store of several megabytes. A joiner is admitted, SIGSTOPped as
+    soon as m1 reports the view that admits it (the state is then still on its way or unread), and
+    m1 is told to leave meanwhile. The leave must not complete before the joiner holds the whole
+    state, or the joiner would be stranded with no member to take it from. After SIGCONT the joiner
+    holds the state, alone in the group, and m1 left. (Here the joiner coordinates m1's removal, and
+    one TCP connection brings it the chunks before the leave; where frames can be lost, m1 must
+    also wait for the joiner's confirmation: tests/test_unit_engine.py, issue 10 B5.)"""
+
+    async def main() -> None:
+        # big casts fill the store fast; a slow suspicion outlasts the joiner's short stop
+        async with Cluster(tmp_path, rate=RATE, size=1 << 18, orders=["total"],
+                           suspect_timeout=3.0) as cluster:
+            (holder,) = await cluster.start(1)
+            await cluster.load(True)
+            await cluster.wait_delivered([holder], "kv", PROGRESS)
+            await cluster.load(False)
+            joiner = await cluster.add("j1")
+
+            def admitting() -> dict[str, Any] | None:
+                view = holder.view("kv")
+                return view if view is not None and joiner.pid in view["members"] else None
+
+            await cluster.until(admitting, what="the view admitting the joiner")
+            joiner.kill(signal.SIGSTOP)
+            since = holder.mark()
+            await holder.send("leave kv")
+            await asyncio.sleep(STOPPED)  # the joiner stays stopped a while, well within a suspicion
+            assert joiner.find("joined") is None, "the joiner held the state before it was stopped: too fast"
+            assert holder.find("left", since) is None, "the only holder left before the joiner had the state"
+            joiner.kill(signal.SIGCONT)
+            joined = await joiner.wait_for("joined", g="kv")
+            assert joined["n"] > 0, "the joiner should hold the store's state"
+            await holder.wait_for("left", since, g="kv")
+            await cluster.wait_view("kv", [joiner])
+            assert await cluster.quit_all() == [0, 0]
+        violations = check_dir(cluster.trace_dir, live=True, model="vs")
+        assert not violations, "\n".join(f"{v.prop}: {v.message} {v.evidence}" for v in violations)
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))
 
 
 def test_voluntary_leave(tmp_path: Path) -> None:

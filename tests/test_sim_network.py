@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vsgroups.check import check_dir
 from vsgroups.core import events as ev
+from vsgroups.core.group import GroupStatus
 from vsgroups.sim import Simulation
 from vsgroups.sim.cluster import SimProcess
 from vsgroups.sim.network import Network
@@ -154,3 +155,40 @@ def test_joiners_that_crash_right_after_admission_do_not_block_the_old_members()
         return len(views) == 1 and (view := views.pop()) is not None and set(view[1]) == {p.pid for p in old}
 
     assert sim.run_until_true(old_members_alone, 2 * sim.cfg.suspect_timeout), [p.views for p in old]
+
+
+def test_an_evs_primary_taken_apart_one_member_at_a_time_is_primary_again_once_reunited(
+        tmp_path: Path) -> None:
+    """Issue 10, B2 (docs/design.md §6.5): {p1..p4} loses p4, then {p1, p2, p3} falls apart into
+    singletons, so no configuration is primary. {p3, p4} holds one member of the last primary,
+    {p1, p2, p3}: not primary. {p2, p3, p4} holds two, a quorum: primary again (dynamic linear
+    voting; p1 alone can no longer form a primary), and the whole group after the heal. The checker
+    holds the primaries to one lineage."""
+    sim = Simulation(seed=13, model="evs", trace_dir=tmp_path)
+    names = ["p1", "p2", "p3", "p4"]
+    for i, name in enumerate(names):
+        sim.add(name, ["x"], founder=i == 0)
+    assert sim.run_until_true(sim.converged, 10)
+
+    def status(name: str) -> GroupStatus:
+        st = sim.procs[name].core.status("x")
+        assert st is not None
+        return st
+
+    def split(*components: list[str]) -> list[bool]:
+        sim.partition(*components)
+        together = [(c, tuple(sorted(f"{n}#0" for n in c))) for c in components]
+        assert sim.run_until_true(lambda: all(
+            tuple(sorted(status(n).members)) == members for c, members in together for n in c), 10)
+        return [status(n).primary for n in names]
+
+    assert all(status(n).primary for n in names)
+    assert split(["p1", "p2", "p3"], ["p4"]) == [True, True, True, False]
+    assert split(["p1"], ["p2"], ["p3"], ["p4"]) == [False] * 4
+    assert split(["p1"], ["p2"], ["p3", "p4"]) == [False] * 4
+    assert split(["p1"], ["p2", "p3", "p4"]) == [False, True, True, True]
+    sim.heal()
+    assert sim.run_until_true(sim.converged, 10)
+    assert all(status(n).primary for n in names)
+    sim.stop_all()
+    assert check_dir(tmp_path, live=True, model="evs") == []

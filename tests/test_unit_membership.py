@@ -9,9 +9,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vsgroups.core.flush import final_set
-from vsgroups.core.membership import choose_value, evs_value, is_quorum, new_members
+from vsgroups.core.membership import choose_value, evs_value, is_quorum, new_members, reunites
 from vsgroups.core.stream import ViewStream
-from vsgroups.core.wire import CAUSAL, TOTAL, Ballot, Msg, Part, Promise, Value, decode, encode
+from vsgroups.core.wire import (
+    CAUSAL,
+    TOTAL,
+    Ballot,
+    History,
+    Msg,
+    Part,
+    Primary,
+    Promise,
+    Value,
+    decode,
+    encode,
+)
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 
@@ -214,3 +226,48 @@ def test_evs_value_admits_no_joiner_that_is_a_member_somewhere() -> None:
     nobody["d#1"] = small.promise("d#1", waiting=True)
     chosen = evs_value((1, "a#1"), "a#1", nobody, set(), joiners, addrs)
     assert chosen.joiners == [] and chosen.state_from is None
+
+
+# -- dynamic linear voting (evs primary components) -----------------------------------------------
+
+LAST = Primary("4.1.a#1", ["a#1", "b#1", "c#1"])  # the last primary, epoch 4
+
+
+def remembering(pid: str, last: Primary | None, *attempts: Primary) -> Promise:
+    """The promise of ``pid`` from a non-primary configuration of its own, with its primary history."""
+    return received(Promise("g", None, (1, "a#1"), NO_REPORT, None, f"9.1.{pid}", [pid], False, False,
+                            history=History(last, list(attempts))))
+
+
+def test_a_quorum_of_the_newest_last_primary_reunites_it() -> None:
+    """design §6.5 (dynamic linear voting): the promisers reunite the primary component iff they hold
+    a quorum of the newest last primary any of them installed; an older one does not count."""
+    older = Primary("2.1.a#1", ["a#1", "b#1", "c#1", "d#1", "e#1"])
+    assert reunites({"b#1": remembering("b#1", LAST), "c#1": remembering("c#1", LAST),
+                     "d#1": remembering("d#1", older)})
+    # d and e are a minority of LAST, whatever they were in the older primary
+    assert not reunites({"c#1": remembering("c#1", LAST), "d#1": remembering("d#1", older),
+                         "e#1": remembering("e#1", older)})
+    assert not reunites({"x#1": remembering("x#1", None)})  # no primary known: nothing to reunite
+
+
+def test_a_newer_primary_attempt_needs_a_quorum_too() -> None:
+    """design §6.5: a primary value some promiser accepted and did not install may be installed
+    elsewhere: a new primary needs a quorum of it as well as of the last primary (if it is newer)."""
+    attempt = Primary("5.2.c#1", ["c#1", "d#1", "e#1"])
+    promises = {"a#1": remembering("a#1", LAST), "b#1": remembering("b#1", LAST),
+                "c#1": remembering("c#1", LAST, attempt)}
+    assert not reunites(promises)  # c alone is a minority of the attempt {c, d, e}
+    assert reunites({**promises, "d#1": remembering("d#1", LAST, attempt)})
+    stale = Primary("3.2.c#1", ["c#1", "d#1", "e#1"])  # older than the last primary: settled
+    assert reunites({**promises, "c#1": remembering("c#1", LAST, stale)})
+
+
+def test_evs_value_is_primary_when_merged_configurations_reunite_the_last_primary() -> None:
+    """design §6.5: no configuration the promisers come from is primary, but together they hold a
+    quorum of the last primary: the value is primary (liveness); without the proposer staying in it,
+    it is not (the proposer installs it as it commits)."""
+    promises = {"b#1": remembering("b#1", LAST), "c#1": remembering("c#1", LAST)}
+    addrs = {pid: "" for pid in promises}
+    assert evs_value((1, "b#1"), "b#1", promises, set(), {}, addrs).primary is True
+    assert evs_value((1, "b#1"), "b#1", promises, {"b#1"}, {}, addrs).primary is False

@@ -34,7 +34,7 @@ from .core import Config, NodeCore
 from .core import events as ev
 from .core.driver import Driver
 from .core.ids import name_inc, view_epoch
-from .core.wire import ORDERS
+from .core.wire import ORDERS, decode_history, encode
 from .errors import GroupBlocked, NodeClosed, NotAMember, QueryFailed, UnknownOrdering
 from .recovery import ViewRecord
 from .storage import Storage
@@ -552,7 +552,10 @@ class Node:
             handle.replica.set_state(_decode(state))
             handle._recovering = True
             seeds = self._seed_list()
-            self._core_call(lambda core, now: core.recover(group, seeds, now, epoch))
+            assert self._storage is not None
+            saved = self._storage.history(group)
+            history = decode_history(saved) if saved is not None else None
+            self._core_call(lambda core, now: core.recover(group, seeds, now, epoch, history))
         else:
             first_seed = self.seeds[:1] in ([], [self.address])
             self._join_core(group, self.found if self.found is not None else first_seed)
@@ -822,3 +825,9 @@ class _Outputs(Driver):
     def on_excluded(self, out: ev.Excluded) -> None:
         if out.group in self.node.groups:
             self.node._rejoin(out.group, out.reason)
+
+    def on_history(self, out: ev.PrimaryHistory) -> None:
+        # before the frames of this round leave (they follow it in the outputs): a recovered member
+        # must report every primary attempt it accepted (docs/design.md §6.5)
+        if self.node._storage is not None:
+            self.node._storage.save_history(out.group, encode(out.history))

@@ -24,10 +24,12 @@ later; its next view of a group succeeds none (``prev`` null) and is the configu
                     of a group follows the ``exclude`` of that group.
 ``view-agreement``  the processes that install a view agree on its members, kind and primary flag; each
                     of them is a member, and installs it once.
-``primary-order``   the regular primary views of a group form one sequence (1987b §4.2, docs/design.md §5):
-                    the processes install them in one order, each has at most one direct primary
-                    successor (``prev``, seen through transitional views; no split brain), only one
-                    begins a lineage, and consecutive ones share a member.
+``primary-order``   the regular primary views of a group form one sequence (1987b §4.2, docs/design.md §5,
+                    §6.5): the processes install them in one order, each has at most one direct primary
+                    successor (a primary view directly succeeds, at each process installing it, the
+                    last primary view that process installed, through any non-primary configurations;
+                    successors that are not ordered are a split brain), only one begins a lineage,
+                    and consecutive ones share a member.
 ``integrity``       each delivery is of a message some trace sends, with the sender, group and order of
                     that send, at most once per process; a sender sends before it delivers its own message
                     and no delivery precedes its send through a chain of causality.
@@ -463,18 +465,6 @@ def _delivered(block: list[Epoch]) -> set[int]:
     return set().union(*(e.msgs for e in block))
 
 
-def _regular_pred(e: Epoch, mine: dict[str, Epoch]) -> str | None:
-    """The view e succeeds at its process, looking through transitional configurations."""
-    pred, seen = e.pred, set()
-    while pred is not None and pred not in seen:
-        seen.add(pred)
-        at = mine.get(pred)
-        if at is None or at.regular:
-            return pred
-        pred = at.pred
-    return None
-
-
 _N = TypeVar("_N", int, str)
 
 
@@ -649,18 +639,18 @@ class _Checker:
         order: dict[tuple[str, str], Epoch] = {}  # (a, b): some process installs a, then b (as evidence)
         direct: dict[str, dict[str, Epoch]] = defaultdict(dict)  # a -> {b: evidence} for b directly after a
         for inc in self.h.incarnations:
-            epochs = inc.groups.get(g, [])
-            mine = {e.view: e for e in epochs}
+            # A primary view succeeds, at each process that installs it, the last primary view the
+            # process installed before, whatever non-primary configurations came in between: that
+            # is what the process knew of the primary component (1994 §2.2; dynamic linear voting
+            # forms a primary out of non-primary configurations that reunite the last one).
             previous: Epoch | None = None
-            for e in epochs:
+            for e in inc.groups.get(g, []):
                 if e.view not in primaries:
                     continue
                 if previous is not None and previous.view != e.view:
                     order.setdefault((previous.view, e.view), e)
+                    direct[previous.view].setdefault(e.view, e)
                 previous = e
-                pred = _regular_pred(e, mine)
-                if pred in primaries:
-                    direct[pred].setdefault(e.view, e)
         edges = {**order, **{(a, b): e for a, successors in direct.items() for b, e in successors.items()}}
         reach = _reachability(edges)
         for a, successors in direct.items():

@@ -14,6 +14,10 @@ only evs groups recover this way. What a node keeps, in its directory:
   replica's state, written at every regular configuration and at ``Group.checkpoint()``. A
   recovered node resumes from it: the state is that of its last checkpoint (a checkpoint after
   every delivery would make every delivery a disk write).
+* ``<group>.history`` — per evs group, the member's primary history (``wire.History``: the last
+  primary configuration it installed and the primary attempts it accepted since), written before
+  the member's next message leaves, so that a recovered member reports it again (docs/design.md
+  §6.5).
 * ``<group>.views.jsonl`` — the log of regular views of every group (``recovery.ViewLog``), which
   the last-to-fail rule of the recovery manager reads (1987a §3.6).
 * ``<group>.joining`` — an evs group this node joined and holds no state of yet. A node that
@@ -73,7 +77,7 @@ class Storage:
         """The node starts a new incarnation: the old identity, and what it could recover, are over."""
         self.inc, self.reserved = inc, 0
         self.reserve(0)
-        for kind in ("checkpoint", "joining", "rejoined"):
+        for kind in ("checkpoint", "joining", "rejoined", "history"):
             for old in self.dir.glob(f"*.{kind}"):
                 old.unlink()
 
@@ -106,6 +110,13 @@ class Storage:
             return None
         stored: dict[str, Any] = json.loads(path.read_text())
         return int(stored["epoch"]), bytes.fromhex(stored["state"])
+
+    def save_history(self, group: str, history: bytes) -> None:
+        _replace(self.dir / f"{_safe(group)}.history", history)
+
+    def history(self, group: str) -> bytes | None:
+        path = self.dir / f"{_safe(group)}.history"
+        return path.read_bytes() if path.exists() else None
 
     def view_log(self, group: str) -> ViewLog:
         log = self.logs.get(group)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .wire import History
+
 
 @dataclass(slots=True)
 class Transmit:
@@ -109,7 +111,16 @@ class Excluded:
     reason: str
 
 
+@dataclass(slots=True)
+class PrimaryHistory:
+    """evs: this member's primary history changed (docs/design.md §6.5). A node with stable storage
+    writes it before it sends anything more: a member that recovers must report it again."""
+
+    group: str
+    history: History
+
+
 Output = (
     Transmit | ViewInstalled | Blocked | Sent | Delivered | DirectReceived | NeedState | StateReady | Flushed
-    | Left | Excluded
+    | Left | Excluded | PrimaryHistory
 )

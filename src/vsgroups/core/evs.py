@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from . import events as ev
 from .membership import Proposal, evs_value
 from .viewchange import ViewChange
-from .wire import Heartbeat, MergeHint, Prepare, Value, encode
+from .wire import Heartbeat, History, MergeHint, Prepare, Primary, Value, encode
 
 if TYPE_CHECKING:
     from .group import GroupEngine
@@ -40,12 +40,38 @@ class EvsConfigurationChange(ViewChange):
         # the configurations our current one succeeded, with who came from each
         self.came_from: dict[str, list[str]] = {}
         self.seeds_probed = float("-inf")
+        # the primary history (docs/design.md §6.5): the last primary installed here, and the
+        # primary values accepted since and not installed (any may have been installed elsewhere)
+        self.last_primary: Primary | None = None
+        self.attempts: dict[str, Primary] = {}
 
     def installed(self, members: tuple[str, ...], value: Value) -> None:
         super().installed(members, value)
         self.came_from = {view: part.t for view, part in value.parts.items()}
         for pid in members:
             self.foreign.pop(pid, None)
+        if value.primary:
+            # the value accounted for every attempt its voters reported: they are settled
+            self.last_primary = Primary(value.id, list(members))
+            self.attempts.clear()
+            self._history_changed()
+
+    def history(self) -> History:
+        return History(self.last_primary, list(self.attempts.values()))
+
+    def restore(self, history: History | None) -> None:
+        """A recovery: the history this member had on stable storage."""
+        if history is not None:
+            self.last_primary = history.last
+            self.attempts = {a.id: a for a in history.attempts}
+
+    def accepting(self, value: Value) -> None:
+        if value.primary and value.id not in self.attempts:
+            self.attempts[value.id] = Primary(value.id, list(value.members))
+            self._history_changed()
+
+    def _history_changed(self) -> None:
+        self.g.host.emit(ev.PrimaryHistory(self.g.name, self.history()))
 
     def coordinator(self) -> str:
         return self._proposer(self._targets(self.g.host.now))

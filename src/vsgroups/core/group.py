@@ -61,6 +61,7 @@ from .wire import (
     Data,
     Direct,
     Excluded,
+    History,
     Installed,
     Join,
     JoinAck,
@@ -230,8 +231,10 @@ class GroupEngine:
     def provide_state(self, view: str, data: bytes) -> None:
         self.transfer.provide(view, data)
 
-    def recover(self, epoch: int, now: float) -> None:
+    def recover(self, epoch: int, now: float, history: History | None) -> None:
         """See ``NodeCore.recover``."""
+        assert isinstance(self.change, EvsConfigurationChange)
+        self.change.restore(history)
         self._install_alone(epoch + 1, now, primary=False)
 
     # -- inputs ----------------------------------------------------------------------------------

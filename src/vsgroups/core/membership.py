@@ -10,7 +10,8 @@ Pure functions over the promises a proposer collected; the engines that run the 
 * ``new_members``: the next vs view is the promisers minus leavers, in age order, plus the joiners
   (none whose name already has an incarnation in the view), at most as many as the old members, so
   that the old members alone stay a quorum if the joiners crash at once.
-* ``evs_value``: the value of an evs configuration change (see its docstring).
+* ``evs_value``: the value of an evs configuration change (see its docstring); ``reunites``: the
+  dynamic linear voting rule that makes a merged configuration primary again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import msgspec
 
 from .flush import final_set
 from .ids import name_inc, view_epoch
-from .wire import Ballot, Part, Promise, Value
+from .wire import Ballot, Part, Primary, Promise, Value
 
 
 def is_quorum(members: tuple[str, ...], voters: Collection[str]) -> bool:
@@ -71,6 +72,24 @@ def new_members(
     return old + joined, joined
 
 
+def _age(config: Primary) -> tuple[int, str]:
+    return view_epoch(config.id), config.id
+
+
+def reunites(promises: dict[str, Promise]) -> bool:
+    """Dynamic linear voting (docs/design.md §6.5): do the promisers hold a quorum of the newest
+    primary configuration any of them installed last, and a quorum of each primary configuration
+    newer than that one which any of them accepted and did not install (it may be installed
+    elsewhere)? Then every primary that may exist meets the new configuration in a member."""
+    histories = [p.history for p in promises.values() if p.history is not None]
+    known = [h.last for h in histories if h.last is not None]
+    if not known:
+        return False
+    newest = max(known, key=_age)
+    needed = [newest, *(a for h in histories for a in h.attempts if _age(a) > _age(newest))]
+    return all(is_quorum(tuple(config.members), promises.keys()) for config in needed)
+
+
 def evs_value(
     ballot: Ballot, proposer: str, promises: dict[str, Promise], leavers: set[str],
     joiners: dict[str, str], addrs: dict[str, str],
@@ -82,9 +101,10 @@ def evs_value(
     the part of the value for C is F_C — the messages of C that T_C delivers, in order — split into
     what is still delivered in C (safe in C, order known) and what is delivered in T_C. A part that
     an earlier attempt recorded binds its set and order (someone may have delivered them), not
-    its membership. The new configuration is primary iff some T_C is a quorum of a primary C and
-    no earlier attempt was bound (conservatively: that attempt may have made another successor
-    of C primary)."""
+    its membership. The new configuration is primary iff no earlier attempt was bound
+    (conservatively: that attempt may have made another successor of C primary), the proposer stays
+    in it (it installs the configuration as it commits it), and either the proposer's own T_C is a
+    quorum of a primary C or the promisers reunite the last primary (``reunites``)."""
     configs: dict[str, list[str]] = {}
     for pid in sorted(promises):
         at = promises[pid].at
@@ -114,15 +134,16 @@ def evs_value(
             part = Part(sorted(transitional), order, msgs, delivered)
         members += [m for m in old if m in transitional and m not in leavers]
         parts[view] = part
-        # Primary only through the proposer's own configuration, and only if the proposer stays: it
-        # installs the new configuration as it commits it, so some process passes from the primary C
-        # into it and it keeps a member of C (a quorum of C elsewhere may never learn the commit).
-        primary = primary or (proposer in transitional and proposer not in leavers and reports[0].primary
+        # A quorum of a primary C counts only through the proposer's own configuration: it installs
+        # the new configuration as it commits it, so some process passes from C into it and it keeps
+        # a member of C (a quorum of C elsewhere may never learn the commit).
+        primary = primary or (proposer in transitional and reports[0].primary
                               and is_quorum(tuple(old), set(transitional)))
     sender = next((m for m in members if not promises[m].awaiting), None)  # one that has the state
     elsewhere = {m for promise in promises.values() for m in promise.members}  # stale requests
     joined = sorted(j for j in joiners if j not in elsewhere) if sender else []
     members += joined
+    primary = (primary or reunites(promises)) and proposer in members
     epoch = max(view_epoch(v) for v in configs) + 1
     return Value(
         prev=None, id=f"{epoch}.{ballot[0]}.{proposer}", members=members,

@@ -33,6 +33,7 @@ from .wire import (
     DecodeError,
     Frame,
     Heartbeat,
+    History,
     Leave,
     Prepare,
     decode,
@@ -101,16 +102,19 @@ class NodeCore:
         """This node's identity in ``group``: its pid, unless it was excluded from it and rejoined."""
         return self.aliases.get(group, self.pid)
 
-    def recover(self, group: str, seeds: list[str], now: float, epoch: int) -> None:
+    def recover(
+        self, group: str, seeds: list[str], now: float, epoch: int, history: History | None = None
+    ) -> None:
         """Recover membership of evs ``group`` after a failure, with stable storage: ``epoch`` is the
-        newest configuration epoch this process installed in it. The process installs a singleton
-        configuration of itself (1994 §2) and merges with the others as components do."""
+        newest configuration epoch this process installed in it, ``history`` the last
+        ``PrimaryHistory`` it output for it. The process installs a singleton configuration of
+        itself (1994 §2) and merges with the others as components do."""
         if group in self.groups:
             raise ValueError(f"already joining or a member of group {group!r}")
         self.now = now
         engine = GroupEngine(self, group, list(seeds), False, now, "evs", self.member_id(group))
         self.groups[group] = engine
-        engine.recover(epoch, now)
+        engine.recover(epoch, now, history)
         self._drain(now)
 
     def leave(self, group: str, now: float) -> None:

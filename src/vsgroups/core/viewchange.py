@@ -43,6 +43,7 @@ from .wire import (
     Ballot,
     Commit,
     Excluded,
+    History,
     Installed,
     Join,
     JoinAck,
@@ -141,6 +142,13 @@ class ViewChange:
         for pid in value.joiners:
             self.joins.pop(pid, None)
 
+    def history(self) -> History | None:
+        """evs: this member's primary history, reported in its promises (docs/design.md §6.5)."""
+        return None
+
+    def accepting(self, value: Value) -> None:
+        """``value`` is accepted here (before the acceptance is sent)."""
+
     def retired(self, pid: str) -> None:
         """The node of member ``pid`` is in this group under another member id now (it was excluded
         and joined again): ``pid`` will neither vote nor acknowledge here."""
@@ -195,7 +203,8 @@ class ViewChange:
             self.promised_at = now
             assert g.stream is not None
             promise = Promise(g.name, view, ballot, g.stream.report(), self.accepted, g.view_id,
-                              list(g.members), g.primary, awaiting=g.transfer.awaiting is not None)
+                              list(g.members), g.primary, awaiting=g.transfer.awaiting is not None,
+                              history=self.history())
             g.host.send_to(sender, encode(promise))
         else:
             g.host.send_to(sender, encode(Reject(g.name, view, self.promised)))
@@ -224,6 +233,7 @@ class ViewChange:
         if self.promised is None or ballot >= self.promised:
             self.promised = ballot
             self.accepted = (ballot, value)
+            self.accepting(value)
             g.host.send_to(sender, encode(Accepted(g.name, view, ballot)))
         else:
             g.host.send_to(sender, encode(Reject(g.name, view, self.promised)))

@@ -155,6 +155,22 @@ class MergeHint(_Message, frozen=True, tag=int(K.MERGE)):
 
 # -- the view change (docs/design.md §5, §6) -------------------------------------------------------
 
+class Primary(msgspec.Struct, array_like=True, frozen=True):
+    """evs: a primary configuration, installed or attempted (docs/design.md §6.5)."""
+
+    id: str
+    members: list[str]
+
+
+class History(msgspec.Struct, array_like=True, frozen=True):
+    """evs: what a member knows of the primary component (docs/design.md §6.5): the last primary
+    configuration it installed, and the primary configurations it accepted since and did not install
+    (*attempts*: each may have been installed elsewhere). Kept on stable storage."""
+
+    last: Primary | None = None
+    attempts: list[Primary] = []
+
+
 class Part(msgspec.Struct, array_like=True, frozen=True):
     """evs: what a value says of one previous configuration C."""
 
@@ -196,7 +212,7 @@ class Prepare(_Message, frozen=True, tag=int(K.PREPARE)):
     targets: list[str]  # evs: who must promise
 
 
-class Promise(_Message, frozen=True, tag=int(K.PROMISE)):
+class Promise(_Message, frozen=True, tag=int(K.PROMISE), omit_defaults=True):
     group: str
     view: str | None
     ballot: Ballot
@@ -206,6 +222,7 @@ class Promise(_Message, frozen=True, tag=int(K.PROMISE)):
     members: list[str]  # its members
     primary: bool
     awaiting: bool  # a joiner without the state yet: it cannot send state to others
+    history: History | None = None  # evs: the promiser's primary history
 
 
 class Reject(_Message, frozen=True, tag=int(K.REJECT)):
@@ -273,6 +290,7 @@ Message = (
 
 encode = msgspec.msgpack.Encoder().encode
 decode_frame = msgspec.msgpack.Decoder(Frame).decode
+decode_history = msgspec.msgpack.Decoder(History).decode
 decode = msgspec.msgpack.Decoder(Message).decode
 decode_data = msgspec.msgpack.Decoder(Data).decode
 DecodeError = (msgspec.DecodeError, msgspec.ValidationError)

@@ -33,6 +33,7 @@ from ..core import Config, NodeCore
 from ..core import events as ev
 from ..core.driver import Driver
 from ..core.ids import view_epoch
+from ..core.wire import History
 from ..trace import TraceWriter
 from .network import Network
 
@@ -50,6 +51,7 @@ class SimProcess:
     paused_until: float = 0.0
     digests: dict[str, str] = field(default_factory=dict)
     views: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    histories: dict[str, History] = field(default_factory=dict)  # evs: on "stable storage"
     delivered: int = 0
     incarnations: int = 1
     last_inc: int = 0  # the highest incarnation number used so far, by the node or a rejoin
@@ -143,9 +145,10 @@ class Simulation:
         seeds = self._seeds()
         for group in proc.groups:
             if stored is not None and group in stored:
-                proc.core.recover(group, seeds, self.now, stored[group])
+                proc.core.recover(group, seeds, self.now, stored[group], proc.histories.get(group))
                 continue
             proc.views.pop(group, None)
+            proc.histories.pop(group, None)
             proc.digests[group] = ""
             proc.core.join(group, seeds, self.now, founder=first and group in proc.founds, model=self.model)
         self._handle(proc)
@@ -164,6 +167,7 @@ class Simulation:
         proc.core, proc.trace = self._incarnate(proc.name, proc.addr, proc.last_inc)
         proc.incarnations += 1
         proc.views.clear()
+        proc.histories.clear()
         self._start(proc)
 
     def crash(self, name: str) -> None:
@@ -300,6 +304,7 @@ class Simulation:
     def _rejoin(self, proc: SimProcess, group: str) -> None:
         """``proc`` was excluded from ``group``: it joins it again under a fresh member id."""
         proc.views.pop(group, None)
+        proc.histories.pop(group, None)
         if group not in proc.groups:
             proc.digests.pop(group, None)
             return  # it was leaving the group anyway: that ends the leave
@@ -362,6 +367,10 @@ class _Outputs(Driver):
     def on_left(self, out: ev.Left) -> None:
         self.proc.views.pop(out.group, None)
         self.proc.digests.pop(out.group, None)
+        self.proc.histories.pop(out.group, None)
+
+    def on_history(self, out: ev.PrimaryHistory) -> None:
+        self.proc.histories[out.group] = out.history
 
     def on_excluded(self, out: ev.Excluded) -> None:
         self.sim._rejoin(self.proc, out.group)
