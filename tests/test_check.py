@@ -254,6 +254,26 @@ def test_exclusion_ends_the_membership_of_that_group_only(run: Run, excluded: bo
         assert "self-delivery" in props(run, live=True)
 
 
+@pytest.mark.parametrize("follows", ["v2", None, "v1"])
+def test_a_primary_formed_after_an_attempt_that_only_its_proposer_installed(run: Run,
+                                                                          follows: str | None) -> None:
+    """evs, design §6.5: p1 installs primary v2 and crashes before p2 and p3 learn the commit; they
+    pass through a non-primary configuration, and with p1#1 form primary v4, which accounts for the
+    attempt v2 (``follows``). Without that field nothing orders v2 before v4: both succeed v1, a
+    split brain as far as the traces show; claiming v1 instead does not hide it either."""
+    three = [P1, P2, P3]
+    run.view("v1", three)
+    run.view("v2", three, at=[P1], prev="v1")
+    run.view("x3", [P2, P3], at=[P2, P3], prev="v1", primary=False)
+    four = ["p1#1", P2, P3]
+    extra = {"follows": follows} if follows is not None else {}
+    for p in four:
+        run.emit(p, "view", g=G, view="v4", members=sorted(four), kind="regular", primary=True,
+                 prev=None if p == "p1#1" else "x3", **extra)
+    run.stop(*four)
+    assert props(run, live=True) == (set() if follows == "v2" else {"primary-order"})
+
+
 # --------------------------------------------------------------------------------------------------
 # One broken history per property (several for some), each flagged with exactly that property.
 

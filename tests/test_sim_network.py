@@ -192,3 +192,23 @@ def test_an_evs_primary_taken_apart_one_member_at_a_time_is_primary_again_once_r
     assert all(status(n).primary for n in names)
     sim.stop_all()
     assert check_dir(tmp_path, live=True, model="evs") == []
+
+
+def test_a_process_that_left_a_group_joins_it_again_under_a_fresh_member_id(tmp_path: Path) -> None:
+    """design §1: a member id serves one membership of a group (fail-stop per group). p3 leaves x and
+    joins it again: it comes back as p3#1, in a trace file of its own, with x's state; evs keeps its
+    primary history with the id that installed it, so nothing it forgot can count in a quorum."""
+    sim = Simulation(seed=14, model="evs", trace_dir=tmp_path)
+    for i, name in enumerate(["p1", "p2", "p3"]):
+        sim.add(name, ["x"], founder=i == 0)
+    assert sim.run_until_true(sim.converged, 10)
+    sim.cast("p1", "x", b"before", "total")
+    sim.leave("p3", "x")
+    assert sim.run_until_true(lambda: "x" not in sim.procs["p3"].core.groups, 10)
+    sim.join("p3", "x")
+    assert sim.run_until_true(sim.converged, 10)
+    p3 = sim.procs["p3"]
+    assert (p3.pid, p3.member_id("x")) == ("p3#0", "p3#1")
+    assert p3.digests["x"] == sim.procs["p1"].digests["x"] != ""
+    sim.stop_all()
+    assert check_dir(tmp_path, live=True, model="evs") == []

@@ -32,6 +32,7 @@ from vsgroups.core.wire import (
     Data,
     Excluded,
     Heartbeat,
+    History,
     Installed,
     Join,
     JoinAck,
@@ -42,6 +43,7 @@ from vsgroups.core.wire import (
     Num,
     Part,
     Prepare,
+    Primary,
     Promise,
     Reject,
     StateChunk,
@@ -210,6 +212,8 @@ def kinds(events: list[ev.Output]) -> list[str]:
             out.append(f"{e.kind} {e.view}")
         elif isinstance(e, ev.Blocked):
             out.append(f"blocked {e.view}")
+        elif isinstance(e, ev.PrimaryHistory):
+            continue  # evs bookkeeping for stable storage, checked on its own
         else:
             out.append(type(e).__name__)
     return out
@@ -927,6 +931,29 @@ def test_evs_a_foreign_process_becomes_a_target_and_the_least_target_proposes() 
     a.tick(0.1)
     assert sorted(ha.recipients(Prepare)) == [A, B, C]
     assert all(p.targets == [A, B, C] and p.ballot == (1, A) for p in ha.sent(Prepare))
+
+
+def test_evs_a_primary_value_is_an_attempt_until_installed_then_the_last_primary() -> None:
+    """design §6.5: a member records a primary value it accepts as an attempt (output before its
+    acceptance leaves, for stable storage), and installing it makes it the last primary and settles
+    the attempts; its promises report that history."""
+    net = Net(model="evs")
+    theirs, mine = "1.0.b#1", "1.0.a#1"
+    net.view(theirs, (B, C))
+    net.view(mine, (A,))
+    net.set_time(0.1)
+    for pid in (B, C):
+        net.engines[pid].on_heartbeat_view(A, mine, 0.1)
+        net.engines[A].on_heartbeat_view(pid, theirs, 0.1)
+    net.tick(0.1)
+    g = net.engines[B]
+    merged = Primary(f"2.1.{A}", [A, B, C])
+    assert g.primary and g.view_id == merged.id
+    histories = [e.history for e in host_of(g).events if isinstance(e, ev.PrimaryHistory)]
+    assert [(h.last, h.attempts) for h in histories[-2:]] == [
+        (Primary(theirs, [B, C]), [merged]), (merged, [])]
+    assert g.change.history() == histories[-1]
+    assert net.sent(B, Promise)[-1].history == History(Primary(theirs, [B, C]), [])
 
 
 def test_evs_two_configurations_merge_through_a_transitional_configuration_each() -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vsgroups.core.flush import final_set
-from vsgroups.core.membership import choose_value, evs_value, is_quorum, new_members, reunites
+from vsgroups.core.membership import choose_value, evs_value, is_quorum, new_members, newest_ids, reunites
 from vsgroups.core.stream import ViewStream
 from vsgroups.core.wire import (
     CAUSAL,
@@ -271,3 +271,11 @@ def test_evs_value_is_primary_when_merged_configurations_reunite_the_last_primar
     addrs = {pid: "" for pid in promises}
     assert evs_value((1, "b#1"), "b#1", promises, set(), {}, addrs).primary is True
     assert evs_value((1, "b#1"), "b#1", promises, {"b#1"}, {}, addrs).primary is False
+
+
+def test_a_process_that_asked_to_join_under_two_ids_is_admitted_once_as_the_newest() -> None:
+    """design §1, §7: a joiner that gave an id up (its join timed out) and asks under a fresh one is
+    admitted once, under the fresh id: the old one will never vote (issue 10, B1)."""
+    assert newest_ids(["n#5", "a#1", "n#7", "n#6"]) == ["a#1", "n#7"]
+    members, joined = new_members(("a#1", "b#1"), {"a#1", "b#1"}, set(), {"n#5": "x", "n#7": "x"})
+    assert (members, joined) == (["a#1", "b#1", "n#7"], ["n#7"])

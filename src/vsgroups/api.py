@@ -577,7 +577,17 @@ class Node:
         model = self.groups[group].model
         if self._storage is not None and model == "evs":
             self._storage.joining(group, pending=True)  # until it holds the state (see storage)
-        self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder, model=model))
+        if group not in self._core.spent:
+            self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder, model=model))
+            return
+        # this process was in the group before (it left, or was excluded): a member id serves one
+        # membership, so it joins under a fresh one, in a trace file of its own
+        self._last_inc = inc = max(self._last_inc + 1, int(time.time() * 1000))
+        assert self._trace is not None
+        self._trace.rejoin(group, inc)
+        if self._storage is not None:
+            self._storage.rejoined(group)
+        self._core_call(lambda core, now: core.rejoin(group, inc, seeds, now, model=model))
 
     async def close(self, timeout: float | None = None) -> bool:
         """Stop this process gracefully; returns whether it stopped cleanly.
@@ -747,21 +757,13 @@ class Node:
             log.warning("%s was excluded from group %r while leaving it: %s", group.member_id, name, reason)
             self._on_left(group, True)
             return
-        self._last_inc = max(self._last_inc + 1, int(time.time() * 1000))
-        inc = self._last_inc
-        log.warning("%s was excluded from group %r and joins it again as %s#%d: %s",
-                    group.member_id, name, self.name, inc, reason)
+        old = group.member_id
         group._fail_all(GroupBlocked(f"this process was excluded from {name!r} and rejoins: {reason}"))
         group._joined.clear()
-        assert self._trace is not None
-        self._trace.rejoin(name, inc)
-        if self._storage is not None:
-            self._storage.rejoined(name)
-            if group.model == "evs":
-                self._storage.joining(name, pending=True)
-        # the group exists: ask the members we knew as well as the seeds
-        seeds = self._seed_list(sorted(self._core.addrs.values()))
-        self._core_call(lambda core, now: core.rejoin(name, inc, seeds, now, model=group.model))
+        # the group exists: never found it again; ask the members we knew as well as the seeds
+        self._join_core(name, founder=False, also=sorted(self._core.addrs.values()))
+        log.warning("%s was excluded from group %r and joins it again as %s: %s", old, name,
+                    group.member_id, reason)
         if self.on_rejoin is not None:
             self.on_rejoin(name, reason)
 

@@ -81,7 +81,7 @@ class _Counter(Replica):
         if self.lo <= t < self.hi:
             self.window += 1
         waiting = self.waiting
-        if waiting is not None and msg.sender == self.node.pid:
+        if waiting is not None and msg.sender == self.node.groups[msg.group].member_id:
             payload = msg.payload
             if isinstance(payload, list) and payload[0] == waiting[0] and not waiting[1].done():
                 waiting[1].set_result(time.perf_counter())

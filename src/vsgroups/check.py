@@ -27,9 +27,9 @@ later; its next view of a group succeeds none (``prev`` null) and is the configu
 ``primary-order``   the regular primary views of a group form one sequence (1987b §4.2, docs/design.md §5,
                     §6.5): the processes install them in one order, each has at most one direct primary
                     successor (a primary view directly succeeds, at each process installing it, the
-                    last primary view that process installed, through any non-primary configurations;
-                    successors that are not ordered are a split brain), only one begins a lineage,
-                    and consecutive ones share a member.
+                    last primary view that process installed, through any non-primary configurations,
+                    and the primary its ``follows`` names; successors that are not ordered are a split
+                    brain), only one begins a lineage, and consecutive ones share a member.
 ``integrity``       each delivery is of a message some trace sends, with the sender, group and order of
                     that send, at most once per process; a sender sends before it delivers its own message
                     and no delivery precedes its send through a chain of causality.
@@ -125,6 +125,7 @@ class Epoch:
     regular: bool
     primary: bool
     pred: str | None  # the view this one succeeds at this incarnation
+    follows: str | None  # evs, a primary view: the primary view it was formed to succeed
     msgs: array[int] = field(default_factory=lambda: array("q"))
     lines: array[int] = field(default_factory=lambda: array("q"))
     orders: bytearray = field(default_factory=bytearray)
@@ -334,12 +335,14 @@ class _TraceFile:
             return f"view kind {kind!r} is neither regular nor transitional"
         if "prev" in ev and type(ev["prev"]) not in (str, type(None)):
             return "view prev must be a string or null"
+        if type(ev.get("follows")) not in (str, type(None)):
+            return "view follows must be a string"
         if g in self.excluded:
             return f"view of group {g} after this identity was excluded from it (a rejoin takes a new id)"
         epochs = self.inc.groups.setdefault(g, [])
         pred = ev["prev"] if "prev" in ev else self.last_view.get(g)
         epoch = Epoch(self.inc, g, view, len(epochs), line, tuple(sorted(members)), kind == "regular",
-                      primary, pred)
+                      primary, pred, ev.get("follows"))
         epochs.append(epoch)
         self.current[g] = epoch
         self.last_view[g] = view
@@ -643,6 +646,8 @@ class _Checker:
             # process installed before, whatever non-primary configurations came in between: that
             # is what the process knew of the primary component (1994 §2.2; dynamic linear voting
             # forms a primary out of non-primary configurations that reunite the last one).
+            # A view formed to succeed a given primary (``follows``: it accounted for that primary,
+            # perhaps installed by none of its own members) succeeds that one too.
             previous: Epoch | None = None
             for e in inc.groups.get(g, []):
                 if e.view not in primaries:
@@ -650,6 +655,9 @@ class _Checker:
                 if previous is not None and previous.view != e.view:
                     order.setdefault((previous.view, e.view), e)
                     direct[previous.view].setdefault(e.view, e)
+                if e.follows in primaries and e.follows != e.view:
+                    order.setdefault((e.follows, e.view), e)
+                    direct[e.follows].setdefault(e.view, e)
                 previous = e
         edges = {**order, **{(a, b): e for a, successors in direct.items() for b, e in successors.items()}}
         reach = _reachability(edges)

@@ -45,7 +45,8 @@ class TraceWriter:
         """The node joins ``group`` again as ``name#inc``: a new file holds that group's events."""
         old = self.rejoined.get(group)
         if old is not None:
-            old.close(clean=False)  # excluded from its only group: that identity is over
+            # its only group ended (``leave`` or ``exclude`` says how): the identity is over
+            old.close(clean=True)
         self.rejoined[group] = TraceWriter(self.directory, self.name, inc, self.clock)
 
     def record(self, event: ev.Output) -> None:
@@ -63,8 +64,9 @@ class TraceWriter:
             for msg in event.msgs:
                 self.write("send", g=event.group, msg=msg, order=event.order, view=event.view)
         elif isinstance(event, ev.ViewInstalled):
+            extra = {"follows": event.follows} if event.follows is not None else {}
             self.write("view", g=event.group, view=event.view, members=sorted(event.members), kind=event.kind,
-                       primary=event.primary, prev=event.prev)
+                       primary=event.primary, prev=event.prev, **extra)
         elif isinstance(event, ev.StateReady):
             self.write("state", g=event.group, view=event.view, size=len(event.data))
         elif isinstance(event, ev.Left):

@@ -31,6 +31,7 @@ class ViewInstalled:
     primary: bool = True
     kind: str = "regular"
     state_pending: bool = False  # a joiner that does not hold the group state yet (``StateReady`` follows)
+    follows: str | None = None  # evs, a primary view: the primary it was formed to succeed
 
 
 @dataclass(slots=True)

@@ -127,15 +127,17 @@ class GroupStatus:
 class GroupEngine:
     def __init__(
         self, host: Host, name: str, seeds: list[str], founder: bool, now: float, model: str = "vs",
-        me: str | None = None,
+        me: str | None = None, former: frozenset[str] = frozenset(),
     ) -> None:
-        """``me``: this member's id in the group; the host's pid unless it joins again (``rejoin``)."""
+        """``me``: this member's id in the group; the host's pid unless it joins again (``rejoin``),
+        and then ``former`` are its earlier ids in the group: over, never to be waited for."""
         if model not in ("vs", "evs"):
             raise ValueError(f"unknown group model {model!r}: use 'vs' (primary component) or 'evs'")
         self.host = host
         self.cfg = host.cfg
         self.name = name
         self.me = me or host.pid
+        self.former = former
         self.model = model
         self.evs = model == "evs"
         self.seeds = seeds
@@ -337,7 +339,7 @@ class GroupEngine:
         self.host.members_installed(members, self.addrs, now)
         pending = joined and value.state_from is not None and value.state_from != self.me
         self.emit(ev.ViewInstalled(self.name, value.id, members, prev, primary=self.primary,
-                                   state_pending=pending))
+                                   state_pending=pending, follows=value.follows))
         if not self.transfer.installed(value, joined, now):
             return
         for view in list(self.future):

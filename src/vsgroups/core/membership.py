@@ -16,13 +16,13 @@ Pure functions over the promises a proposer collected; the engines that run the 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 import msgspec
 
 from .flush import final_set
-from .ids import name_inc, view_epoch
+from .ids import ProcessId, name_inc, view_epoch
 from .wire import Ballot, Part, Primary, Promise, Value
 
 
@@ -67,27 +67,41 @@ def new_members(
     if not old:
         return [], []  # nobody could give joiners the state; they ask again later
     names = {name_inc(m).name for m in old}
-    joined = sorted(j for j in joiners if j not in view_members and name_inc(j).name not in names)
+    joined = newest_ids(j for j in joiners if j not in view_members and name_inc(j).name not in names)
     joined = joined[:len(old)]
     return old + joined, joined
+
+
+def newest_ids(pids: Iterable[str]) -> list[str]:
+    """``pids`` keeping only the newest id of each process, sorted: a process that asked to join
+    under an id and then under a fresh one (it gave the first up) is admitted once, as the latter."""
+    newest: dict[str, ProcessId] = {}
+    for pid in pids:
+        parsed = name_inc(pid)
+        if parsed.name not in newest or parsed.inc > newest[parsed.name].inc:
+            newest[parsed.name] = parsed
+    return sorted(f"{p.name}#{p.inc}" for p in newest.values())
 
 
 def _age(config: Primary) -> tuple[int, str]:
     return view_epoch(config.id), config.id
 
 
-def reunites(promises: dict[str, Promise]) -> bool:
+def reunites(promises: dict[str, Promise]) -> str | None:
     """Dynamic linear voting (docs/design.md §6.5): do the promisers hold a quorum of the newest
     primary configuration any of them installed last, and a quorum of each primary configuration
     newer than that one which any of them accepted and did not install (it may be installed
-    elsewhere)? Then every primary that may exist meets the new configuration in a member."""
+    elsewhere)? Then every primary that may exist meets the new configuration in a member, and the
+    result is the newest of those configurations, which a new primary succeeds; else None."""
     histories = [p.history for p in promises.values() if p.history is not None]
     known = [h.last for h in histories if h.last is not None]
     if not known:
-        return False
+        return None
     newest = max(known, key=_age)
     needed = [newest, *(a for h in histories for a in h.attempts if _age(a) > _age(newest))]
-    return all(is_quorum(tuple(config.members), promises.keys()) for config in needed)
+    if not all(is_quorum(tuple(config.members), promises.keys()) for config in needed):
+        return None
+    return max(needed, key=_age).id
 
 
 def evs_value(
@@ -112,7 +126,7 @@ def evs_value(
         configs.setdefault(at, []).append(pid)
     members: list[str] = []
     parts: dict[str, Part] = {}
-    primary = False
+    follows: str | None = None  # the primary configuration the new one continues, if any
     bound = False
     for view in sorted(configs, key=lambda v: (view_epoch(v), v)):
         transitional = configs[view]
@@ -137,16 +151,17 @@ def evs_value(
         # A quorum of a primary C counts only through the proposer's own configuration: it installs
         # the new configuration as it commits it, so some process passes from C into it and it keeps
         # a member of C (a quorum of C elsewhere may never learn the commit).
-        primary = primary or (proposer in transitional and reports[0].primary
-                              and is_quorum(tuple(old), set(transitional)))
+        if proposer in transitional and reports[0].primary and is_quorum(tuple(old), set(transitional)):
+            follows = view
     sender = next((m for m in members if not promises[m].awaiting), None)  # one that has the state
     elsewhere = {m for promise in promises.values() for m in promise.members}  # stale requests
-    joined = sorted(j for j in joiners if j not in elsewhere) if sender else []
+    joined = newest_ids(j for j in joiners if j not in elsewhere) if sender else []
     members += joined
-    primary = (primary or reunites(promises)) and proposer in members
+    follows = follows or reunites(promises)
+    primary = follows is not None and proposer in members and not bound
     epoch = max(view_epoch(v) for v in configs) + 1
     return Value(
         prev=None, id=f"{epoch}.{ballot[0]}.{proposer}", members=members,
         addrs={m: addrs[m] for m in members}, state_from=sender if joined else None, joiners=joined,
-        voters=sorted(m for part in parts.values() for m in part.t), primary=primary and not bound,
-        parts=parts)
+        voters=sorted(m for part in parts.values() for m in part.t), primary=primary, parts=parts,
+        follows=follows if primary else None)

@@ -61,6 +61,10 @@ class NodeCore:
         self.counter = counter  # message ids are member:counter, unique across groups and views
         self.aliases: dict[str, str] = {}  # group: this node's member id in it, where not self.pid
         self.node_of: dict[str, str] = {}  # a peer's member id: the pid of the node it runs on
+        # groups this node was in under its current member id there (it left, was excluded, or
+        # called a join off): a member id serves one membership, so it joins again under a new one
+        self.spent: set[str] = set()
+        self.former: dict[str, set[str]] = {}  # group: this node's earlier member ids in it
         self.flush_tokens = 0
         self.addrs: dict[str, str] = {}
         self.last_heard: dict[str, float] = {}
@@ -82,20 +86,27 @@ class NodeCore:
         """Join ``group`` in ``model`` "vs" (primary component) or "evs" (extended virtual synchrony)."""
         if group in self.groups:
             raise ValueError(f"already joining or a member of group {group!r}")
+        if group in self.spent:
+            raise ValueError(f"{self.member_id(group)} was in group {group!r} before: join it again under a "
+                             f"fresh member id (rejoin)")
         self.now = now
-        engine = GroupEngine(self, group, list(seeds), founder, now, model, self.member_id(group))
+        engine = GroupEngine(self, group, list(seeds), founder, now, model, self.member_id(group),
+                             frozenset(self.former.get(group, ())))
         self.groups[group] = engine
         engine.tick(now)
         self._drain(now)
 
     def rejoin(self, group: str, inc: int, seeds: list[str], now: float, model: str = "vs") -> None:
-        """Join ``group`` again, as the member ``name#inc``, after an ``Excluded`` output for it: its
-        old member id is over in that group (fail-stop, 1987a), not in the node's other groups.
-        ``inc`` must be above every incarnation number this process has used, in any group."""
-        name, old = name_inc(self.member_id(group))
-        if inc <= max(old, self.inc):
+        """Join ``group`` again, as the member ``name#inc``, after this node left it, was excluded
+        from it (an ``Excluded`` output) or called a join of it off: its old member id is over in
+        that group (fail-stop, 1987a), not in the node's other groups. ``inc`` must be above every
+        incarnation number this process has used, in any group."""
+        old = self.member_id(group)
+        if inc <= max(name_inc(old).inc, self.inc):
             raise ValueError(f"a member id of {self.name} must be fresh: {inc} is not above {old}")
+        self.former.setdefault(group, set()).add(old)
         self.aliases[group] = f"{self.name}#{inc}"
+        self.spent.discard(group)
         self.join(group, seeds, now, model=model)
 
     def member_id(self, group: str) -> str:
@@ -279,6 +290,7 @@ class NodeCore:
     def group_finished(self, engine: GroupEngine) -> None:
         if self.groups.get(engine.name) is engine:
             del self.groups[engine.name]
+            self.spent.add(engine.name)
 
     # -- internals -------------------------------------------------------------------------------
 

@@ -139,6 +139,7 @@ class ViewChange:
         self.retry_at = 0.0
         self.leaves &= set(members)
         self.absent &= set(members)
+        self.absent |= self.g.former & set(members)  # our own earlier ids: they will never vote
         for pid in value.joiners:
             self.joins.pop(pid, None)
 
@@ -152,6 +153,7 @@ class ViewChange:
     def retired(self, pid: str) -> None:
         """The node of member ``pid`` is in this group under another member id now (it was excluded
         and joined again): ``pid`` will neither vote nor acknowledge here."""
+        self.joins.pop(pid, None)
         if pid in self.g.members and pid != self.g.me:
             self.absent.add(pid)
 
@@ -166,7 +168,7 @@ class ViewChange:
     def on_join(self, sender: str, msg: Join, raw: bytes, now: float) -> None:
         g = self.g
         pid, addr = msg.pid, msg.addr
-        if not g.is_member:
+        if not g.is_member or pid in g.former:
             return
         if pid in g.members:
             # It missed the commit that admitted it — if the current view did. An older value that

@@ -194,6 +194,7 @@ class Value(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
     order: list[str] = []  # vs: the final set F of the old view, in delivery order...
     msgs: dict[str, bytes] = {}  # ...and its messages
     parts: dict[str, Part] = {}  # evs: per previous configuration
+    follows: str | None = None  # evs, a primary value: the primary configuration it succeeds
 
 
 class StreamReport(msgspec.Struct, array_like=True, frozen=True):

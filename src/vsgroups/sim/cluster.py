@@ -261,8 +261,11 @@ class Simulation:
         if group in proc.groups:
             raise ValueError(f"{name} already belongs to group {group!r}")
         proc.groups.append(group)
-        proc.digests[group] = ""
-        proc.core.join(group, self._seeds(), self.now, model=self.model)
+        if group in proc.core.spent:  # it was in the group before: a fresh member id
+            self._join_again(proc, group)
+        else:
+            proc.digests[group] = ""
+            proc.core.join(group, self._seeds(), self.now, model=self.model)
         self._handle(proc)
 
     def leave(self, name: str, group: str) -> None:
@@ -308,6 +311,10 @@ class Simulation:
         if group not in proc.groups:
             proc.digests.pop(group, None)
             return  # it was leaving the group anyway: that ends the leave
+        self._join_again(proc, group)
+
+    def _join_again(self, proc: SimProcess, group: str) -> None:
+        """``proc`` joins ``group``, which it was in before, under a fresh member id."""
         proc.last_inc += 1
         proc.trace.rejoin(group, proc.last_inc)
         proc.digests[group] = ""

@@ -374,10 +374,10 @@ class _Run:
         newest = max((epoch for epoch, _ in installed), default=0)
         return [members for epoch, members in installed + accepted if epoch >= newest]
 
-    def alive(self, pid: str) -> bool:
-        name, _ = name_inc(pid)
-        proc = self.sim.procs.get(name)
-        return proc is not None and proc.up and (proc.core.pid == pid or pid in proc.core.aliases.values())
+    def alive(self, pid: str, group: str) -> bool:
+        """Is member ``pid`` of ``group`` up (its process running, under that id in that group)?"""
+        proc = self.sim.procs.get(name_inc(pid).name)
+        return proc is not None and proc.up and proc.member_id(group) == pid
 
     def survivable(self, lost: set[str], groups: Iterable[str] | None = None) -> bool:
         """Would every view ``groups`` (all by default) may be in keep a quorum of live incarnations
@@ -389,19 +389,19 @@ class _Run:
                            for p in self.sim.live())
                        for group in (self.sim.groups() if groups is None else groups))
         return all(
-            is_quorum(members, {m for m in members if self.alive(m) and name_inc(m)[0] not in lost})
+            is_quorum(members, {m for m in members if self.alive(m, group) and name_inc(m)[0] not in lost})
             for group in (self.sim.groups() if groups is None else groups) for members in self.views(group)
         )
 
     def progresses(self, components: list[list[str]], paused: Collection[str]) -> bool:
         """Would every group keep a quorum of its views up, unpaused and in one component?"""
-        return self.evs or all(self.primary_side(members, components, paused) is not None
+        return self.evs or all(self.primary_side(group, members, components, paused) is not None
                    for group in self.sim.groups() for members in self.views(group))
 
-    def primary_side(self, members: tuple[str, ...], components: list[list[str]],
+    def primary_side(self, group: str, members: tuple[str, ...], components: list[list[str]],
                      paused: Collection[str] = ()) -> list[str] | None:
         for component in components:
-            usable = {m for m in members if self.alive(m) and name_inc(m)[0] in component
+            usable = {m for m in members if self.alive(m, group) and name_inc(m)[0] in component
                       and name_inc(m)[0] not in paused}
             if is_quorum(members, usable):
                 return component
@@ -427,7 +427,7 @@ class _Run:
             return risk
         for group in sim.groups():
             for members in self.views(group):
-                side = self.primary_side(members, components) or []  # no side: anyone may win the heal
+                side = self.primary_side(group, members, components) or []  # no side: anyone may win the heal
                 risk |= {name_inc(m)[0] for m in members if name_inc(m)[0] not in side}
         return risk
 
