@@ -283,7 +283,7 @@ class NodeCore:
 
     def members_installed(self, members: tuple[str, ...], addrs: dict[str, str], now: float) -> None:
         for pid in members:
-            if pid != self.pid:
+            if name_inc(pid).name != self.name:  # not one of our own ids (a rejoin gives us several)
                 self.addrs[pid] = addrs[pid]
                 self.last_heard.setdefault(pid, now)
 
@@ -380,7 +380,7 @@ class NodeCore:
         everything.update({e.name: None for e in self.groups.values() if e.view_id is None})
         heartbeat = encode(Heartbeat(None, everything, complete=True))
         views = {pid for e in self.groups.values() if e.view_id is not None for pid in e.members}
-        views.discard(self.pid)
+        views -= {self.pid, *self.aliases.values()}
         for pid in sorted(views):
             addr = self.addrs.get(pid)
             if addr is not None and now - self.last_sent.get(addr, float("-inf")) >= interval:
