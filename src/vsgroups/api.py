@@ -36,6 +36,7 @@ from .core.driver import Driver
 from .core.ids import name_inc, view_epoch
 from .core.wire import ORDERS, decode_history, encode
 from .errors import GroupBlocked, NodeClosed, NotAMember, QueryFailed, UnknownOrdering
+from .oplog import OperatorLog
 from .recovery import ViewRecord
 from .storage import Storage
 from .trace import TraceWriter
@@ -774,6 +775,7 @@ class _Outputs(Driver):
     def __init__(self, node: Node) -> None:
         super().__init__()
         self.node = node
+        self.oplog = OperatorLog()
 
     def driving(self, core: NodeCore) -> bool:
         return core is self.node._core  # after a restart, the new incarnation's outputs are next
@@ -792,21 +794,25 @@ class _Outputs(Driver):
 
     def on_view(self, out: ev.ViewInstalled) -> None:
         if (group := self.node.groups.get(out.group)) is not None:
+            self.oplog.view(out, group.member_id)
             group._on_view(out, ready=not out.state_pending)
             if not out.state_pending:
                 group._on_ready()
 
     def on_blocked(self, out: ev.Blocked) -> None:
         if (group := self.node.groups.get(out.group)) is not None:
+            self.oplog.blocking(out)
             group.replica.block(out.view)
 
     def on_need_state(self, out: ev.NeedState) -> None:
         if (group := self.node.groups.get(out.group)) is not None:
             data = _encode(group.replica.get_state())
             self.core.provide_state(out.group, out.view, data, self.node._now())
+            self.oplog.state_sent(out.group, out.view, len(data))
 
     def on_state_ready(self, out: ev.StateReady) -> None:
         if (group := self.node.groups.get(out.group)) is not None:
+            self.oplog.state_received(out)
             group.replica.set_state(_decode(out.data) if out.data else None)
             group._on_ready()
 
@@ -821,12 +827,17 @@ class _Outputs(Driver):
             group._on_direct(out)
 
     def on_left(self, out: ev.Left) -> None:
+        self.oplog.left(out.group)
         if (group := self.node.groups.get(out.group)) is not None:
             self.node._on_left(group, True)
 
     def on_excluded(self, out: ev.Excluded) -> None:
+        self.oplog.forget(out.group)
         if out.group in self.node.groups:
             self.node._rejoin(out.group, out.reason)
+
+    def on_suspicion(self, out: ev.Suspicion) -> None:
+        self.oplog.suspicion(out)
 
     def on_history(self, out: ev.PrimaryHistory) -> None:
         # before the frames of this round leave (they follow it in the outputs): a recovered member

@@ -29,7 +29,7 @@ class Driver:
             ev.ViewInstalled: self.on_view, ev.Blocked: self.on_blocked, ev.NeedState: self.on_need_state,
             ev.StateReady: self.on_state_ready, ev.Flushed: self.on_flushed,
             ev.DirectReceived: self.on_direct, ev.Left: self.on_left, ev.Excluded: self.on_excluded,
-            ev.PrimaryHistory: self.on_history,
+            ev.PrimaryHistory: self.on_history, ev.Suspicion: self.on_suspicion,
         }
 
     def drain(self, core: NodeCore) -> None:
@@ -65,3 +65,4 @@ class Driver:
     def on_left(self, out: ev.Left) -> None: ...
     def on_excluded(self, out: ev.Excluded) -> None: ...
     def on_history(self, out: ev.PrimaryHistory) -> None: ...
+    def on_suspicion(self, out: ev.Suspicion) -> None: ...

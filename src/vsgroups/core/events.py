@@ -113,6 +113,18 @@ class Excluded:
 
 
 @dataclass(slots=True)
+class Suspicion:
+    """A member of some view of this node became suspected (``suspected``: silent for ``silent``
+    seconds, or a newer incarnation of it exists), or was heard from again. Only a view change
+    makes it failed: this is for operators (docs/design.md §9)."""
+
+    peer: str
+    suspected: bool
+    silent: float
+    groups: tuple[str, ...]  # the groups whose current view lists it
+
+
+@dataclass(slots=True)
 class PrimaryHistory:
     """evs: this member's primary history changed (docs/design.md §6.5). A node with stable storage
     writes it before it sends anything more: a member that recovers must report it again."""
@@ -123,5 +135,5 @@ class PrimaryHistory:
 
 Output = (
     Transmit | ViewInstalled | Blocked | Sent | Delivered | DirectReceived | NeedState | StateReady | Flushed
-    | Left | Excluded | PrimaryHistory
+    | Left | Excluded | PrimaryHistory | Suspicion
 )

@@ -76,6 +76,7 @@ class NodeCore:
         self.loopback: list[bytes] = []
         self.batching = False
         self.deferred: dict[GroupEngine, None] = {}  # ordered: runs stay a function of the seed
+        self.suspected: set[str] = set()  # members of our views suspected at the last tick
         self.now = 0.0
 
     # -- application calls -----------------------------------------------------------------------
@@ -220,7 +221,10 @@ class NodeCore:
         self.now = now
         for engine in list(self.groups.values()):
             engine.tick(now)
-        self._heartbeats(now)
+        peers = {pid for e in self.groups.values() if e.view_id is not None for pid in e.members}
+        peers -= {self.pid, *self.aliases.values()}
+        self._heartbeats(now, peers)
+        self._watch(now, peers)
         self._drain(now)
 
     def take_outputs(self) -> list[ev.Output]:
@@ -368,7 +372,16 @@ class NodeCore:
             for raw in batch:
                 self._dispatch(self.pid, raw, now, self.aliases)
 
-    def _heartbeats(self, now: float) -> None:
+    def _watch(self, now: float, peers: set[str]) -> None:
+        """Output a ``Suspicion`` when a member of our views becomes suspected or is heard again."""
+        suspected = {pid for pid in peers if self.suspects(pid)}
+        for pid in sorted(suspected ^ (self.suspected & peers)):
+            silent = now - self.last_heard.get(self.node_of.get(pid, pid), now)
+            groups = tuple(sorted(e.name for e in self.groups.values() if pid in e.members))
+            self.outputs.append(ev.Suspicion(pid, pid in suspected, silent, groups))
+        self.suspected = suspected
+
+    def _heartbeats(self, now: float, views: set[str]) -> None:
         interval = self.cfg.heartbeat_interval
         # A heartbeat names all our views, not only those shared with its receiver: a peer in
         # another configuration of one of our groups learns it (merge discovery).
@@ -379,8 +392,6 @@ class NodeCore:
         # a group being joined is named too: its members must not take us for gone from it
         everything.update({e.name: None for e in self.groups.values() if e.view_id is None})
         heartbeat = encode(Heartbeat(None, everything, complete=True))
-        views = {pid for e in self.groups.values() if e.view_id is not None for pid in e.members}
-        views -= {self.pid, *self.aliases.values()}
         for pid in sorted(views):
             addr = self.addrs.get(pid)
             if addr is not None and now - self.last_sent.get(addr, float("-inf")) >= interval:

@@ -366,8 +366,10 @@ class _Peer:
             dropped = self._drop_all()
             if loop.time() - connected_at >= _MAX_BACKOFF:
                 self._backoff = _INITIAL_BACKOFF
-            logger.info("connection to %s lost (%s); dropped %d queued bytes, will reconnect",
-                        self.addr, protocol.error or "connection closed", dropped)
+            # a peer that stops cleanly closes its connections: only an error is news for an operator
+            logger.log(logging.INFO if protocol.error or dropped else logging.DEBUG,
+                       "connection to %s lost (%s); dropped %d queued bytes, will reconnect",
+                       self.addr, protocol.error or "connection closed", dropped)
             self._schedule_retry(loop.time())
 
     def _schedule_retry(self, now: float) -> None:
