@@ -260,3 +260,29 @@ def test_a_replica_hears_block_before_the_view_change_it_announces() -> None:
 async def _until(predicate: Any) -> None:
     while not predicate():
         await asyncio.sleep(0.01)
+
+
+def test_events_from_the_join_instant_miss_nothing_awaited_before_the_first_iteration() -> None:
+    """issue 11: with ``join(..., events=True)`` the first ``events()`` stream starts with the view
+    this process joined in and holds every delivery since, though the program cast and flushed
+    first; a stream opened later starts at its creation (the documented rule)."""
+
+    async def main() -> None:
+        async with vsgroups.Node("p1", key="k", found=True) as n1:
+            g1 = await n1.join("e", events=True)
+            for i in range(3):
+                await g1.cast(i)
+            await g1.flush()
+            first = g1.events()  # the stream recorded from the join
+            later = g1.events()  # a new one, from now on
+            got: list[Any] = []
+            async for event in first:
+                got.append(event.members if isinstance(event, vsgroups.ViewChange) else event.payload)
+                if len(got) == 4:
+                    break
+            assert got == [(n1.pid,), 0, 1, 2]
+            await g1.cast("after")
+            event = await later.__anext__()
+            assert isinstance(event, vsgroups.Delivery) and event.payload == "after"
+
+    run(main())

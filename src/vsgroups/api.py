@@ -161,7 +161,8 @@ class EventStream:
 class Group:
     """A handle on one joined group. Obtain it from ``Node.join``."""
 
-    def __init__(self, node: Node, name: str, replica: Replica | None, model: str = "vs") -> None:
+    def __init__(self, node: Node, name: str, replica: Replica | None, model: str = "vs",
+                 events: bool = False) -> None:
         self.node = node
         self.name = name
         self.model = model
@@ -180,6 +181,8 @@ class Group:
         self._recovering = False  # its next view is the configuration it recovers into, alone
         self._unlogged: ev.ViewInstalled | None = None  # a joiner's first view, logged with its state
         self.active = True
+        # ``join(..., events=True)``: the stream the first ``events()`` returns, recording from the join
+        self._from_join: EventStream | None = EventStream(self) if events else None
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -315,8 +318,13 @@ class Group:
 
     def events(self) -> EventStream:
         """Deliveries and view changes of this group, in the order this process experienced them,
-        from the moment of the call (not of the first iteration): ``async for e in group.events()``."""
-        return EventStream(self)
+        from the moment of the call (not of the first iteration): ``async for e in group.events()``.
+
+        If the group was joined with ``Node.join(..., events=True)``, the first call returns the
+        stream recorded from the join instead: its first event is the view this process joined in,
+        and nothing delivered since is missing, whatever the program awaited in between."""
+        first, self._from_join = self._from_join, None
+        return first or EventStream(self)
 
     def _check(self, sending: bool = False) -> None:
         node = self.node
@@ -519,9 +527,15 @@ class Node:
         self._trace = TraceWriter(self.trace_dir, self.name, inc, time.time, recovered=counter is not None)
 
     async def join(
-        self, group: str, replica: Replica | None = None, timeout: float | None = None, model: str = "vs"
+        self, group: str, replica: Replica | None = None, timeout: float | None = None, model: str = "vs",
+        events: bool = False,
     ) -> Group:
         """Join ``group`` and return once this process is a member (with the state, if any).
+
+        The replica's hooks see every delivery and view change. ``events=True`` also records them
+        from the join for the first ``Group.events()`` stream (they are kept until it is read), so a
+        program may cast, flush or query before it starts iterating and still miss nothing; later
+        ``events()`` streams start when they are created.
 
         ``model="vs"`` (the default): only a primary component (a quorum of the last primary view)
         makes progress; a cut-off process blocks, then rejoins under a fresh member id with fresh state.
@@ -543,7 +557,7 @@ class Node:
             raise ValueError(f"this node recovered its identifier from its data_dir, so it can join only "
                              f"evs groups, not {model!r} group {group!r} (vs regards a recovered process as "
                              f"a new one: give it a fresh data_dir)")
-        handle = Group(self, group, replica, model)
+        handle = Group(self, group, replica, model, events)
         self.groups[group] = handle
         stored = self._storage.checkpoint(group) if self._recovered and self._storage is not None else None
         if self._storage is not None and (last := self._storage.view_log(group).last()) is not None:
