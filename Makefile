@@ -19,8 +19,9 @@ soak:
 
 # lint and type-check
 check:
-	$(PYTHON) -m ruff check src tests
+	$(PYTHON) -m ruff check src tests examples
 	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy --strict examples
 
 # vsgroups bench and the anchor peers (Corosync, JGroups, pysyncobj, etcd) in one run; writes docs/benchmarks.md;
 # ANCHORS is the folder of the peers' drivers (not part of this repository)

@@ -1,0 +1,155 @@
+"""A replicated counter: every member adds to it, every member ends with the same total.
+
+Run two or more members, each in its own terminal (make the key once: ``vsgroups keygen > cluster.key``):
+
+    python examples/counter.py --name a --port 7001 --peers 7001,7002 --key cluster.key
+    python examples/counter.py --name b --port 7002 --peers 7001,7002 --key cluster.key
+
+Each member adds 1 to the counter ``--adds`` times (total order: every member applies the adds in
+one order), prints every view change and its total, then says it is done and waits until every
+member of its view is done too. The done markers are totally ordered with the adds, so at the last
+one every member has applied the same adds: the totals it prints agree, whoever crashed meanwhile.
+
+``python examples/counter.py --demo`` does it all alone: it starts three members, SIGKILLs one of
+them while they count, and exits 0 if the two others install a view without it and print the same
+final total (1 otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import vsgroups
+
+
+class Counter(vsgroups.Replica):
+    def __init__(self) -> None:
+        self.total = 0
+        self.done: set[str] = set()  # members that finished adding
+
+    def apply(self, msg: vsgroups.Delivery) -> None:
+        if msg.payload == "done":
+            self.done.add(msg.sender)
+        else:
+            self.total += msg.payload
+
+    def get_state(self) -> object:  # handed to a joiner at its join instant
+        return {"total": self.total, "done": sorted(self.done)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.total, self.done = state["total"], set(state["done"])
+
+
+async def member(args: argparse.Namespace) -> None:
+    peers = [f"127.0.0.1:{port}" for port in args.peers.split(",")]
+    counter = Counter()
+    async with vsgroups.Node(args.name, listen=f"127.0.0.1:{args.port}", seeds=peers,
+                             key_file=args.key) as node:
+        group = await node.join("counter", counter, events=True)
+
+        async def watch() -> None:
+            async for event in group.events():  # every view change and delivery, from the join on
+                if isinstance(event, vsgroups.ViewChange):
+                    names = ",".join(sorted(m.split("#")[0] for m in event.members))
+                    print(f"view {names} total {counter.total}", flush=True)
+                if set(group.members) <= counter.done:  # the last of them is done: totals agree
+                    print(f"final total {counter.total}", flush=True)
+                    return
+
+        watching = asyncio.create_task(watch())
+        for _ in range(args.adds):
+            await group.cast(1)
+            await asyncio.sleep(0.05)
+        await group.cast("done")
+        await watching
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+DEMO_LIMIT = 120  # seconds: the demo ends by itself, whatever happens
+
+
+def too_long(signum: int, frame: object) -> None:
+    raise TimeoutError(f"the demo did not finish within {DEMO_LIMIT}s")
+
+
+def demo() -> int:
+    signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(DEMO_LIMIT)
+    try:
+        return run_demo()
+    except (TimeoutError, SystemExit) as exc:
+        print(f"demo failed: {exc}")
+        return 1
+
+
+def run_demo() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        key = Path(tmp) / "cluster.key"
+        key.write_text(os.urandom(32).hex())
+        ports = [free_port() for _ in range(3)]
+        peers = ",".join(map(str, ports))
+        procs = {name: subprocess.Popen(
+            [sys.executable, __file__, "--name", name, "--port", str(port), "--peers", peers,
+             "--key", str(key), "--adds", "40"], stdout=subprocess.PIPE, text=True)
+            for name, port in zip(["a", "b", "c"], ports, strict=True)}
+        try:
+            for name in ("a", "b", "c"):  # everyone is in: views of a, b and c
+                wait_for(name, procs[name], "view a,b,c")
+            procs["c"].send_signal(signal.SIGKILL)
+            print("SIGKILLed c")
+            finals = []
+            for name in ("a", "b"):
+                wait_for(name, procs[name], "view a,b ")
+                finals.append(wait_for(name, procs[name], "final total"))
+            ok = finals[0] == finals[1]
+            print("the survivors agree" if ok else f"the survivors disagree: {finals}")
+            return 0 if ok else 1
+        finally:
+            for proc in procs.values():
+                proc.kill()
+                proc.wait()
+
+
+def wait_for(name: str, proc: subprocess.Popen[str], prefix: str) -> str:
+    """Read member ``name``'s lines (echoing them) until one starts with ``prefix``."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        print(f"  {name}: {line.rstrip()}")
+        if line.startswith(prefix):
+            return line.strip()
+    raise SystemExit(f"member {name} exited before it said {prefix!r}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo", action="store_true", help="start three members, kill one, check the totals")
+    parser.add_argument("--name")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--peers", help="the members' ports, comma-separated (the first founds the group)")
+    parser.add_argument("--key", help="the cluster key file (vsgroups keygen > cluster.key)")
+    parser.add_argument("--adds", type=int, default=20, help="how many times to add 1 (default 20)")
+    args = parser.parse_args()
+    if args.demo:
+        return demo()
+    if not (args.name and args.port and args.peers and args.key):
+        parser.error("a member needs --name, --port, --peers and --key (or run --demo)")
+    asyncio.run(member(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Every example runs as its header says, and its ``--demo`` mode ends by itself with success."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_the_demo_of_each_example_succeeds(example: Path) -> None:
+    result = subprocess.run([sys.executable, str(example), "--demo"], capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_there_are_examples() -> None:
+    assert EXAMPLES
