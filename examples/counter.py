@@ -19,14 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
+
+import _demo  # the --demo mode's process handling (examples/_demo.py)
 
 import vsgroups
 
@@ -73,65 +69,17 @@ async def member(args: argparse.Namespace) -> None:
         await watching
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-DEMO_LIMIT = 120  # seconds: the demo ends by itself, whatever happens
-
-
-def too_long(signum: int, frame: object) -> None:
-    raise TimeoutError(f"the demo did not finish within {DEMO_LIMIT}s")
-
-
-def demo() -> int:
-    signal.signal(signal.SIGALRM, too_long)
-    signal.alarm(DEMO_LIMIT)
-    try:
-        return run_demo()
-    except (TimeoutError, SystemExit) as exc:
-        print(f"demo failed: {exc}")
-        return 1
-
-
-def run_demo() -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        key = Path(tmp) / "cluster.key"
-        key.write_text(os.urandom(32).hex())
-        ports = [free_port() for _ in range(3)]
-        peers = ",".join(map(str, ports))
-        procs = {name: subprocess.Popen(
-            [sys.executable, __file__, "--name", name, "--port", str(port), "--peers", peers,
-             "--key", str(key), "--adds", "40"], stdout=subprocess.PIPE, text=True)
-            for name, port in zip(["a", "b", "c"], ports, strict=True)}
-        try:
-            for name in ("a", "b", "c"):  # everyone is in: views of a, b and c
-                wait_for(name, procs[name], "view a,b,c")
-            procs["c"].send_signal(signal.SIGKILL)
-            print("SIGKILLed c")
-            finals = []
-            for name in ("a", "b"):
-                wait_for(name, procs[name], "view a,b ")
-                finals.append(wait_for(name, procs[name], "final total"))
-            ok = finals[0] == finals[1]
-            print("the survivors agree" if ok else f"the survivors disagree: {finals}")
-            return 0 if ok else 1
-        finally:
-            for proc in procs.values():
-                proc.kill()
-                proc.wait()
-
-
-def wait_for(name: str, proc: subprocess.Popen[str], prefix: str) -> str:
-    """Read member ``name``'s lines (echoing them) until one starts with ``prefix``."""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        print(f"  {name}: {line.rstrip()}")
-        if line.startswith(prefix):
-            return line.strip()
-    raise SystemExit(f"member {name} exited before it said {prefix!r}")
+def demo() -> bool:
+    with _demo.members(__file__, {name: ["--adds", "40"] for name in ("a", "b", "c")}) as m:
+        for name in ("a", "b", "c"):  # everyone is in: views of a, b and c
+            m.wait_for(name, "view a,b,c")
+        m.kill("c")
+        finals = []
+        for name in ("a", "b"):
+            m.wait_for(name, "view a,b ")
+            finals.append(m.wait_for(name, "final total"))
+        print("the survivors agree" if finals[0] == finals[1] else f"the survivors disagree: {finals}")
+        return finals[0] == finals[1]
 
 
 def main() -> int:
@@ -144,7 +92,7 @@ def main() -> int:
     parser.add_argument("--adds", type=int, default=20, help="how many times to add 1 (default 20)")
     args = parser.parse_args()
     if args.demo:
-        return demo()
+        return _demo.run(demo)
     if not (args.name and args.port and args.peers and args.key):
         parser.error("a member needs --name, --port, --peers and --key (or run --demo)")
     asyncio.run(member(args))

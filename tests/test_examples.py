@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
+EXAMPLES = sorted(p for p in (Path(__file__).parent.parent / "examples").glob("*.py")
+                  if not p.name.startswith("_"))  # _demo.py is the demos' process handling
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
