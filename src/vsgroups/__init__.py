@@ -11,6 +11,7 @@ from .api import ALL, MAJORITY, Delivery, Group, Node, Replica, ViewChange
 from .core import Config
 from .errors import (
     GroupBlocked,
+    JoinFailed,
     NodeClosed,
     NotAMember,
     PayloadTooLarge,
@@ -20,6 +21,7 @@ from .errors import (
 )
 
 __all__ = [
-    "ALL", "MAJORITY", "Config", "Delivery", "Group", "GroupBlocked", "Node", "NodeClosed", "NotAMember",
+    "ALL", "MAJORITY", "Config", "Delivery", "Group", "GroupBlocked", "JoinFailed", "Node", "NodeClosed",
+    "NotAMember",
     "PayloadTooLarge", "QueryFailed", "Replica", "UnknownOrdering", "ViewChange", "VsgroupsError",
 ]

@@ -35,7 +35,7 @@ from .core import events as ev
 from .core.driver import Driver
 from .core.ids import name_inc, view_epoch
 from .core.wire import ORDERS, decode_history, encode
-from .errors import GroupBlocked, NodeClosed, NotAMember, QueryFailed, UnknownOrdering
+from .errors import GroupBlocked, JoinFailed, NodeClosed, NotAMember, QueryFailed, UnknownOrdering
 from .oplog import OperatorLog
 from .recovery import ViewRecord
 from .storage import Storage
@@ -50,6 +50,7 @@ _CAST, _QUERY, _REPLY = 0, 1, 2
 #: ``Node.close`` waits for the leaves at most this many suspect timeouts unless told otherwise: a
 #: leave is one view change, which may have to wait for a crashed member to be suspected first.
 CLOSE_TIMEOUT_FACTOR = 5
+JOIN_TIMEOUT = 30.0  # seconds ``Node.join`` waits by default before it says why it cannot join
 #: After a clean close, frames already queued (a commit this process coordinated, its last
 #: acknowledgements) get at most this many seconds to reach the kernel before the sockets close.
 LINGER = 1.0
@@ -527,8 +528,8 @@ class Node:
         self._trace = TraceWriter(self.trace_dir, self.name, inc, time.time, recovered=counter is not None)
 
     async def join(
-        self, group: str, replica: Replica | None = None, timeout: float | None = None, model: str = "vs",
-        events: bool = False,
+        self, group: str, replica: Replica | None = None, timeout: float | None = JOIN_TIMEOUT,
+        model: str = "vs", events: bool = False,
     ) -> Group:
         """Join ``group`` and return once this process is a member (with the state, if any).
 
@@ -544,9 +545,13 @@ class Node:
         components that can talk again merge (no state transfer on a merge: the application
         reconciles, as with Spread or Totem).
 
-        If the call fails (``timeout``, cancellation, the node closing: ``NodeClosed``), the join is
-        called off: at once if no view of the group was installed here yet, else by leaving the
-        group once its state has arrived."""
+        After ``timeout`` seconds (``JOIN_TIMEOUT`` by default; None waits for ever) it raises
+        ``JoinFailed``, which says what is known of why: no seed reachable, seeds that never answer
+        (a wrong cluster key looks like this: members drop frames they cannot authenticate), the
+        name held by a member that is still in the group, or the group blocked in a view change
+        (no quorum). If the call fails (timeout, cancellation, the node closing: ``NodeClosed``),
+        the join is called off: at once if no view of the group was installed here yet, else by
+        leaving the group once its state has arrived."""
         if self._closing:
             raise NodeClosed(f"node {self.name} is closing: it joins no more groups")
         if group in self.groups:
@@ -576,13 +581,42 @@ class Node:
             self._join_core(group, self.found if self.found is not None else first_seed)
         try:
             await asyncio.wait_for(handle.wait_joined(), timeout)
-        except BaseException:
+        except BaseException as exc:
+            why = self._why_not_joined(group) if isinstance(exc, TimeoutError) else None
             if not handle.active:
                 self.groups.pop(group, None)
             elif not self._closed:
                 handle._start_leaving()  # never left running behind the application's back
+            if why is not None:
+                raise JoinFailed(f"{self.name} could not join group {group!r} within {timeout}s: "
+                                 f"{why}") from None
             raise
         return handle
+
+    def _why_not_joined(self, group: str) -> str:
+        """What this node knows of why its join of ``group`` has not completed."""
+        status = self._core.status(group)
+        if status is not None and status.view is not None:
+            return f"admitted in view {status.view}, but the group's state has not arrived"
+        if status is not None and status.answer is not None:
+            sender, held_by, blocked = status.answer
+            if held_by is not None:
+                return (f"{held_by}, another incarnation of {self.name!r}, is still a member: the group "
+                        f"admits this one only once it has excluded that one (is a process of the same "
+                        f"name still running?)")
+            if blocked:
+                return (f"{sender} answered, but a view change has been under way there for long: the "
+                        f"group is blocked (a minority without a quorum of its last view?)")
+            return f"{sender} answered, but the group has not admitted this process"
+        assert self._transport is not None
+        seeds = [a for a in self._seed_list() if a != self.address]
+        if not seeds:
+            return "no seed to ask, and this node may not found the group (found=False)"
+        links = "; ".join(f"{a}: {self._transport.link(a)}" for a in seeds)
+        if not any(self._transport.link(a) == "connected" for a in seeds):
+            return f"no seed is reachable ({links})"
+        return (f"no member of the group answered ({links}): either no seed is a member, or the seeds "
+                f"hold another cluster key (a member drops frames it cannot authenticate, unanswered)")
 
     def _seed_list(self, also: Iterable[str] = ()) -> list[str]:
         return list(dict.fromkeys([*self.seeds, *also])) or [self.address]

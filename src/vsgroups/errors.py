@@ -18,6 +18,12 @@ class NodeClosed(NotAMember):
     since a closing node is leaving every group it belongs to."""
 
 
+class JoinFailed(VsgroupsError, TimeoutError):
+    """``Node.join`` gave up: its message says what is known of why (no seed reachable, no answer
+    from reachable seeds — a wrong cluster key looks like this —, the name held by a live member, the
+    group blocked without a quorum). A ``TimeoutError`` too."""
+
+
 class GroupBlocked(VsgroupsError):
     """This process was cut off from the group's primary component; it rejoins under a fresh member id."""
 

@@ -218,7 +218,8 @@ class Member:
     # -- joining and restarting --------------------------------------------------------------------
 
     async def _join(self, m: _Membership) -> None:
-        m.handle = await self.node.join(m.name, m.store, model=self.args.model)
+        # a daemon waits for its group as long as it takes (a controller bounds its waits)
+        m.handle = await self.node.join(m.name, m.store, model=self.args.model, timeout=None)
         self._joined(m)
 
     async def _watch_parent(self, pid: int) -> None:

@@ -118,6 +118,8 @@ class GroupStatus:
     backlog: int  # casts accepted but not yet sent
     backlog_bytes: int
     accepted: tuple[str, tuple[str, ...]] | None  # a successor view accepted here: (id, members)
+    # a joiner: the last answer to its request (who, the member holding its name, blocked there)
+    answer: tuple[str, str | None, bool] | None = None
 
     @property
     def can_cast(self) -> bool:
@@ -154,6 +156,7 @@ class GroupEngine:
         self.request_sent = float("-inf")
         self.leave_started = 0.0
         self.heard = False
+        self.answer: tuple[str, str | None, bool] | None = None  # see GroupStatus.answer
         self.future: dict[str, list[tuple[str, Message, bytes]]] = {}
         # the protocols
         self.data = DataPath(self)
@@ -199,7 +202,7 @@ class GroupEngine:
         return GroupStatus(
             self.name, self.model, self.state.value, self.view_id, self.members, self.primary,
             self.change.promised is not None, self.transfer.awaiting is not None, len(self.data.pending),
-            self.data.pending_bytes, accepted)
+            self.data.pending_bytes, accepted, self.answer)
 
     # -- application calls -----------------------------------------------------------------------
 
@@ -254,6 +257,7 @@ class GroupEngine:
 
     def on_joinack(self, sender: str, msg: JoinAck, raw: bytes, now: float) -> None:
         self.heard = True
+        self.answer = (sender, msg.held_by, msg.blocked)
 
     def on_direct(self, sender: str, msg: Direct, raw: bytes, now: float) -> None:
         if self.is_member:

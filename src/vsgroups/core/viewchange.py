@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 from .flush import final_set
-from .ids import view_epoch
+from .ids import name_inc, view_epoch
 from .membership import Proposal, choose_value, is_quorum, new_members
 from .wire import (
     Accept,
@@ -71,6 +71,7 @@ class ViewChange:
         self.cfg = engine.cfg
         self.promised: Ballot | None = None
         self.promised_at = 0.0
+        self.blocked_at = 0.0  # when the view change under way began here (its first promise)
         self.accepted: tuple[Ballot, Value] | None = None
         self.proposal: Proposal | None = None
         self.max_round = 0
@@ -180,7 +181,10 @@ class ViewChange:
             return
         g.host.learn_addr(pid, addr)
         self.joins[pid] = (addr, now)
-        g.host.send(addr, encode(JoinAck(g.name)))
+        name = name_inc(pid).name
+        held_by = next((m for m in g.members if name_inc(m).name == name), None)
+        blocked = self.promised is not None and now - self.blocked_at > self.cfg.proposal_timeout
+        g.host.send(addr, encode(JoinAck(g.name, held_by, blocked)))
         coordinator = self.coordinator()
         if coordinator != g.me and sender == pid:
             g.host.send_to(coordinator, raw)
@@ -201,6 +205,7 @@ class ViewChange:
         if self.promised is None or ballot >= self.promised:
             if self.promised is None and g.view_id is not None:
                 g.emit(ev.Blocked(g.name, g.view_id))
+                self.blocked_at = now
             self.promised = ballot
             self.promised_at = now
             assert g.stream is not None

@@ -135,8 +135,14 @@ class Join(_Message, frozen=True, tag=int(K.JOIN)):
     addr: str
 
 
-class JoinAck(_Message, frozen=True, tag=int(K.JOINACK)):
+class JoinAck(_Message, frozen=True, tag=int(K.JOINACK), omit_defaults=True):
+    """A member heard a join request. What it knows of why the joiner may wait, for diagnosis only
+    (the coordinator decides): another incarnation of the joiner's name is a member, or a view
+    change is under way here that has not ended."""
+
     group: str
+    held_by: str | None = None
+    blocked: bool = False
 
 
 class Leave(_Message, frozen=True, tag=int(K.LEAVE)):

@@ -158,6 +158,16 @@ class TcpTransport:
             peer = self._peers[addr] = _Peer(addr, self._max_queue_bytes)
         peer.enqueue(units)
 
+    def link(self, addr: str) -> str:
+        """How the connection to ``addr`` stands, in words (for diagnosis): "connected", "never
+        tried", or why the last attempt to connect failed."""
+        peer = self._peers.get(addr)
+        if peer is None:
+            return "never tried"
+        if peer._transport is not None:
+            return "connected"
+        return f"cannot connect ({peer.error})" if peer.error else "connecting"
+
     def pending_bytes(self, addr: str) -> int:
         """Bytes queued for ``addr`` and not yet accepted by the kernel (0 for an unknown address)."""
         peer = self._peers.get(addr)
@@ -270,6 +280,7 @@ class _Peer:
         self._protocol: _OutboundProtocol | None = None
         self._backoff = _INITIAL_BACKOFF
         self._retry_at = 0.0
+        self.error: str | None = None  # why the last attempt to connect failed
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"vsgroups-send-{addr}")
 
     def enqueue(self, units: list[bytes]) -> None:
@@ -350,12 +361,14 @@ class _Peer:
                     transport, protocol = await loop.create_connection(
                         lambda: _OutboundProtocol(self._wake), self._host, self._port)
             except OSError as exc:  # includes TimeoutError
+                self.error = str(exc) or type(exc).__name__
                 dropped = self._drop_all()
                 logger.debug("cannot connect to %s (%s); dropped %d queued bytes, retry in %.2f s",
                              self.addr, str(exc) or type(exc).__name__, dropped, self._backoff)
                 self._schedule_retry(loop.time())
                 continue
             connected_at = loop.time()
+            self.error = None
             logger.debug("connected to %s", self.addr)
             self._transport, self._protocol = transport, protocol
             try:
