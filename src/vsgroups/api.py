@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from . import status
 from .core import Config, NodeCore
 from .core import events as ev
 from .core.driver import Driver
@@ -883,6 +884,12 @@ class _Outputs(Driver):
         self.oplog.forget(out.group)
         if out.group in self.node.groups:
             self.node._rejoin(out.group, out.reason)
+
+    def on_status_requested(self, out: ev.StatusRequested) -> None:
+        node = self.node
+        assert node._transport is not None
+        answer = status.describe(self.core, node._transport, node.config)
+        node._transport.send(out.addr, status.reply(out.nonce, answer, node.address))
 
     def on_suspicion(self, out: ev.Suspicion) -> None:
         self.oplog.suspicion(out)

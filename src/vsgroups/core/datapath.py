@@ -43,6 +43,7 @@ class DataPath:
         self.gap_since: dict[int, float] = {}
         self.num_gap_since: float | None = None
         self.flush_waiters: dict[int, tuple[int, tuple[str, list[int]] | None]] = {}
+        self.retransmitted = 0  # messages sent again on request (NAK), for ``vsgroups status``
 
     def cast(self, mid: str, order: str, payload: bytes) -> None:
         self.pending.append((mid, ORDERS.index(order), payload))
@@ -101,6 +102,7 @@ class DataPath:
         if g.stream is not None and msg.view == g.view_id:
             for data in g.stream.retransmit(msg.sender, msg.first, msg.last):
                 g.host.send_to(sender, data)
+                self.retransmitted += 1
 
     def on_numnak(self, sender: str, msg: NumNak, raw: bytes, now: float) -> None:
         g = self.g

@@ -125,6 +125,14 @@ class Suspicion:
 
 
 @dataclass(slots=True)
+class StatusRequested:
+    """A tool at ``addr`` asks this node about itself (``vsgroups status``): answer with ``nonce``."""
+
+    addr: str
+    nonce: int
+
+
+@dataclass(slots=True)
 class PrimaryHistory:
     """evs: this member's primary history changed (docs/design.md §6.5). A node with stable storage
     writes it before it sends anything more: a member that recovers must report it again."""
@@ -135,5 +143,5 @@ class PrimaryHistory:
 
 Output = (
     Transmit | ViewInstalled | Blocked | Sent | Delivered | DirectReceived | NeedState | StateReady | Flushed
-    | Left | Excluded | PrimaryHistory | Suspicion
+    | Left | Excluded | PrimaryHistory | Suspicion | StatusRequested
 )

@@ -120,6 +120,9 @@ class GroupStatus:
     accepted: tuple[str, tuple[str, ...]] | None  # a successor view accepted here: (id, members)
     # a joiner: the last answer to its request (who, the member holding its name, blocked there)
     answer: tuple[str, str | None, bool] | None = None
+    unstable: int = 0  # messages of the view held until every member has them (any sender)
+    own_unstable: int = 0  # this member's casts among them (flow control counts these)
+    retransmitted: int = 0  # messages this member sent again on request
 
     @property
     def can_cast(self) -> bool:
@@ -202,7 +205,9 @@ class GroupEngine:
         return GroupStatus(
             self.name, self.model, self.state.value, self.view_id, self.members, self.primary,
             self.change.promised is not None, self.transfer.awaiting is not None, len(self.data.pending),
-            self.data.pending_bytes, accepted, self.answer)
+            self.data.pending_bytes, accepted, self.answer,
+            sum(len(held) for held in self.stream.held) if self.stream is not None else 0,
+            self.stream.own_casts if self.stream is not None else 0, self.data.retransmitted)
 
     # -- application calls -----------------------------------------------------------------------
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
 
 from . import events as ev
 from .config import Config
 from .group import GroupEngine, GroupStatus, raise_not_member
 from .ids import name_inc
 from .wire import (
+    CONTROL,
     ORDERS,
     Accept,
     Commit,
@@ -36,12 +38,26 @@ from .wire import (
     History,
     Leave,
     Prepare,
+    StatusRequest,
     decode,
+    decode_control,
     decode_frame,
     encode,
 )
 
 log = logging.getLogger("vsgroups.core")
+
+
+@dataclass(slots=True)
+class Traffic:
+    """The frames (and their bytes) this node received and sent, and those it dropped as malformed:
+    counters for ``vsgroups status``."""
+
+    frames_in: int = 0
+    bytes_in: int = 0
+    frames_out: int = 0
+    bytes_out: int = 0
+    dropped: int = 0
 
 
 class NodeCore:
@@ -77,6 +93,7 @@ class NodeCore:
         self.batching = False
         self.deferred: dict[GroupEngine, None] = {}  # ordered: runs stay a function of the seed
         self.suspected: set[str] = set()  # members of our views suspected at the last tick
+        self.traffic = Traffic()
         self.now = 0.0
 
     # -- application calls -----------------------------------------------------------------------
@@ -185,6 +202,14 @@ class NodeCore:
             engine.provide_state(view, data)
         self._drain(now)
 
+    def peers(self) -> dict[str, tuple[str | None, float, bool]]:
+        """The members of this node's views (but itself): id -> (address, seconds since last heard
+        from its node, suspected)."""
+        ids = {pid for e in self.groups.values() for pid in e.members} - {self.pid, *self.aliases.values()}
+        heard = self.last_heard
+        return {pid: (self.addrs.get(pid), self.now - heard.get(self.node_of.get(pid, pid), self.now),
+                      self.suspects(pid)) for pid in sorted(ids)}
+
     def view_of(self, group: str) -> tuple[str | None, tuple[str, ...]]:
         engine = self._group(group)
         return engine.view_id, engine.members
@@ -194,14 +219,21 @@ class NodeCore:
     def receive(self, data: bytes, now: float) -> None:
         """Take one frame from the network. Malformed frames are dropped and logged."""
         self.now = now
+        traffic = self.traffic
+        traffic.frames_in += 1
+        traffic.bytes_in += len(data)
         try:
             frame = decode_frame(data)
             sender = frame.sender
+            if sender == CONTROL:
+                self._control(frame)
+                return
             name, inc = name_inc(sender)
             for member in frame.aliases.values():
                 if name_inc(member)[0] != name:
                     raise ValueError(f"{sender} claims the member id {member} of another process")
         except (*DecodeError, ValueError) as exc:
+            traffic.dropped += 1
             log.warning("dropped a malformed frame (%d bytes): %s", len(data), exc)
             return
         if not self._heard_from(name, inc, sender, frame.addr, now):
@@ -232,17 +264,21 @@ class NodeCore:
         the casts between two takes go out together."""
         self._progress_deferred(self.now)
         budget = self.cfg.frame_budget
-        pid, here, aliases = self.pid, self.addr, self.aliases
+        pid, here, aliases, traffic = self.pid, self.addr, self.aliases, self.traffic
+        frames: list[ev.Transmit] = []
         for addr, msgs in self.outbox.items():
             batch: list[bytes] = []
             size = 0
             for raw in msgs:
                 if batch and size + len(raw) > budget:
-                    self.outputs.append(ev.Transmit(addr, encode(Frame(pid, here, batch, aliases))))
+                    frames.append(ev.Transmit(addr, encode(Frame(pid, here, batch, aliases))))
                     batch, size = [], 0
                 batch.append(raw)
                 size += len(raw)
-            self.outputs.append(ev.Transmit(addr, encode(Frame(pid, here, batch, aliases))))
+            frames.append(ev.Transmit(addr, encode(Frame(pid, here, batch, aliases))))
+        traffic.frames_out += len(frames)
+        traffic.bytes_out += sum(len(t.data) for t in frames)
+        self.outputs += frames
         self.outbox = {}
         out, self.outputs = self.outputs, []
         return out
@@ -314,6 +350,13 @@ class NodeCore:
         self.last_heard[sender] = now
         self.addrs[sender] = addr
         return True
+
+    def _control(self, frame: Frame) -> None:
+        """A tool's request (``vsgroups status``): answered by the driver, the asker never a peer."""
+        for raw in frame.msgs:
+            msg = decode_control(raw)
+            if isinstance(msg, StatusRequest):
+                self.outputs.append(ev.StatusRequested(frame.addr, msg.nonce))
 
     def _learn_aliases(self, sender: str, aliases: dict[str, str], addr: str) -> None:
         for group, member in aliases.items():

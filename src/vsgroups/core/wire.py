@@ -49,6 +49,8 @@ class K(IntEnum):
     STATEDONE = 19
     DIRECT = 20
     MERGE = 21
+    STATUS = 22
+    STATUSREPLY = 23
 
 
 class Frame(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -295,7 +297,27 @@ Message = (
     | Accepted | Commit | Installed | Excluded | StateChunk | StateRequest | StateDone | Direct | MergeHint
 )
 
+# -- control: a tool asking a node about itself (``vsgroups status``) --------------------------------
+#
+# A control frame's sender is ``CONTROL``, which is no process id: the node answers it without
+# taking the asker for a peer (no failure detection, no heartbeats to it).
+
+CONTROL = ""
+
+
+class StatusRequest(_Message, frozen=True, tag=int(K.STATUS)):
+    group: None
+    nonce: int
+
+
+class StatusReply(_Message, frozen=True, tag=int(K.STATUSREPLY)):
+    group: None
+    nonce: int
+    status: bytes  # JSON: see ``vsgroups.status``
+
+
 encode = msgspec.msgpack.Encoder().encode
+decode_control = msgspec.msgpack.Decoder(StatusRequest | StatusReply).decode
 decode_frame = msgspec.msgpack.Decoder(Frame).decode
 decode_history = msgspec.msgpack.Decoder(History).decode
 decode = msgspec.msgpack.Decoder(Message).decode

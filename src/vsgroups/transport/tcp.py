@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import cast
@@ -73,6 +74,10 @@ _BATCH_BYTES = 64 * 1024  # bytes gathered into one write before re-checking flo
 _INITIAL_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
 _CONNECT_TIMEOUT = 5.0
+# Linux ``struct tcp_info``: eight one-byte fields, then 32-bit ones; ``tcpi_rtt`` (microseconds) is
+# the sixteenth of those
+_TCP_INFO_RTT = 8 + 15 * 4
+_TCP_INFO_LEN = _TCP_INFO_RTT + 4
 
 
 def parse_address(addr: str) -> tuple[str, int]:
@@ -167,6 +172,21 @@ class TcpTransport:
         if peer._transport is not None:
             return "connected"
         return f"cannot connect ({peer.error})" if peer.error else "connecting"
+
+    def rtt(self, addr: str) -> float | None:
+        """The kernel's smoothed round-trip time of the connection to ``addr``, in seconds (Linux
+        ``TCP_INFO``); None if there is no connection or the platform does not say."""
+        peer = self._peers.get(addr)
+        sock = peer._transport.get_extra_info("socket") if peer is not None and peer._transport else None
+        if sock is None or not hasattr(socket, "TCP_INFO"):
+            return None
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+        except OSError:
+            return None
+        if len(info) < _TCP_INFO_LEN:
+            return None
+        return float(struct.unpack_from("I", info, _TCP_INFO_RTT)[0]) / 1e6
 
     def pending_bytes(self, addr: str) -> int:
         """Bytes queued for ``addr`` and not yet accepted by the kernel (0 for an unknown address)."""
