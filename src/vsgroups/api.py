@@ -37,11 +37,12 @@ from .core.driver import Driver
 from .core.ids import name_inc, view_epoch
 from .core.wire import ORDERS, decode_history, encode
 from .errors import GroupBlocked, JoinFailed, NodeClosed, NotAMember, QueryFailed, UnknownOrdering
+from .metrics import MetricsServer
 from .oplog import OperatorLog
 from .recovery import ViewRecord
 from .storage import Storage
 from .trace import TraceWriter
-from .transport.tcp import TcpTransport
+from .transport.tcp import TcpTransport, parse_address
 
 log = logging.getLogger("vsgroups")
 
@@ -449,7 +450,10 @@ class Node:
 
     ``async with Node(...)`` starts the node and, on the way out, closes it gracefully: ``close``
     leaves every group, waiting at most ``close_timeout`` seconds (default ``CLOSE_TIMEOUT_FACTOR``
-    times ``config.suspect_timeout``). ``abort`` stops at once instead, as a crash would."""
+    times ``config.suspect_timeout``). ``abort`` stops at once instead, as a crash would.
+
+    ``metrics_port`` serves Prometheus metrics at ``http://HOST:PORT/metrics`` (HOST: the one this
+    node listens on; ``vsgroups.metrics``, which needs the ``metrics`` extra)."""
 
     def __init__(
         self, name: str, listen: str = "127.0.0.1:0", seeds: Iterable[str] = (), *,
@@ -457,6 +461,7 @@ class Node:
         key_file: str | os.PathLike[str] | None = None, trace_dir: str | os.PathLike[str] | None = None,
         config: Config | None = None, found: bool | None = None, tick: float = 0.005,
         data_dir: str | os.PathLike[str] | None = None, close_timeout: float | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.name = name
         self.listen = listen
@@ -468,6 +473,8 @@ class Node:
             else close_timeout
         self.found = found
         self.tick_interval = tick
+        self._metrics = MetricsServer(parse_address(listen)[0], metrics_port, self.status) \
+            if metrics_port is not None else None
         self.groups: dict[str, Group] = {}
         # called with (group, reason) when this process was excluded from a group and joins it again
         self.on_rejoin: Callable[[str, str], None] | None = None
@@ -498,6 +505,12 @@ class Node:
     def pid(self) -> str:
         return self._core.pid
 
+    def status(self) -> dict[str, Any]:
+        """What ``vsgroups status`` shows of this node (``status.describe``), as a dict."""
+        if self._transport is None:
+            raise RuntimeError("the node is not started")
+        return status.describe(self._core, self._transport, self.config)
+
     @property
     def recovered(self) -> bool:
         """This incarnation recovered its identifier from the ``data_dir`` (evs groups, 1994 §2)."""
@@ -521,6 +534,8 @@ class Node:
             self._recovered = counter is not None
         self._incarnate(inc, counter)
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+        if self._metrics is not None:
+            await self._metrics.start()
 
     def _incarnate(self, inc: int, counter: int | None = None) -> None:
         """A new incarnation, or (``counter``: the message ids it used) one that recovers."""
@@ -720,6 +735,8 @@ class Node:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        if self._metrics is not None:
+            await self._metrics.close()
         if self._transport is not None:
             if clean:
                 await self._linger()
@@ -888,8 +905,7 @@ class _Outputs(Driver):
     def on_status_requested(self, out: ev.StatusRequested) -> None:
         node = self.node
         assert node._transport is not None
-        answer = status.describe(self.core, node._transport, node.config)
-        node._transport.send(out.addr, status.reply(out.nonce, answer, node.address))
+        node._transport.send(out.addr, status.reply(out.nonce, node.status(), node.address))
 
     def on_suspicion(self, out: ev.Suspicion) -> None:
         self.oplog.suspicion(out)

@@ -130,7 +130,8 @@ class Member:
         config = Config() if args.suspect_timeout is None else Config(suspect_timeout=args.suspect_timeout)
         self.node = Node(args.name, listen=args.listen, seeds=args.seeds, key_file=args.key_file,
                          trace_dir=args.trace, config=config, found=True if args.found else None,
-                         data_dir=args.data_dir, close_timeout=args.close_timeout)
+                         data_dir=args.data_dir, close_timeout=args.close_timeout,
+                         metrics_port=args.metrics_port)
         self.node.on_rejoin = self._on_rejoin
         self.groups = {name: _Membership(name) for name in args.groups}
         self.load_on = asyncio.Event()
@@ -413,6 +414,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=100, help="padding bytes per cast")
     parser.add_argument("--orders", type=_orders, default=list(ORDERS), help="orderings to cycle through")
     parser.add_argument("--suspect-timeout", type=float, help="seconds of silence before a peer is suspected")
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs vsgroups[metrics])")
     parser.add_argument("--close-timeout", type=float,
                         help="seconds a graceful stop waits for the groups to be left before it stops like a "
                         f"crash (default: {CLOSE_TIMEOUT_FACTOR} suspect timeouts)")
