@@ -21,6 +21,7 @@ COMMANDS = {
     "check": ("check", "check a run's traces: vsgroups check DIR [--live]"),
     "sim": ("sim.cli", "run simulated fault scenarios: vsgroups sim --seed N | --seeds A..B"),
     "bench": ("bench", "measure throughput, latency and resources of member processes on loopback"),
+    "trace": ("traceview", "draw a run: vsgroups trace view DIR -o run.html"),
     "status": ("status", "look inside a running node: vsgroups status HOST:PORT --key-file K [--watch]"),
     "keygen": ("keygen", "print a new cluster key: vsgroups keygen > cluster.key"),
 }

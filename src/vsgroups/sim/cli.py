@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..traceview import render
 from .scenario import FAULTS, MODELS, Outcome, Spec, run
 from .timeline import timeline
 
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", type=Path, metavar="DIR",
                         help="write traces to DIR, replacing its *.jsonl (a sweep: failing seeds in DIR/N)")
     parser.add_argument("--timeline", action="store_true", help="print the timeline (of a sweep's failures)")
+    parser.add_argument("--html", type=Path, metavar="FILE",
+                        help="with --seed: draw the run as a space-time page (vsgroups trace view)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes of a sweep")
     args = parser.parse_args(argv)
     _quiet()
@@ -61,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             spec = replace(spec, duration=args.duration)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.html is not None and args.seed is None:
+        parser.error("--html draws one run: give --seed")
     if args.seed is not None:
-        return _single(_Job(spec, args.trace, args.timeline))
+        return _single(_Job(spec, args.trace, args.timeline), args.html)
     first, last = args.seeds
     return _sweep([_Job(replace(spec, seed=s), args.trace, args.timeline) for s in range(first, last + 1)],
                   max(1, args.jobs))
@@ -102,13 +107,16 @@ def _execute(job: _Job) -> _Result:
     return _Result(outcome, lines)
 
 
-def _single(job: _Job) -> int:
+def _single(job: _Job, html: Path | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vsgroups-sim-") as tmp:
         trace_dir = job.trace_root or Path(tmp)
         for old in trace_dir.glob("*.jsonl"):  # the traces of an earlier run would join this one's
             old.unlink()
         outcome = run(job.spec, trace_dir)
         lines = timeline(trace_dir, outcome.log) if job.timeline else []
+        if html is not None:
+            page = render(trace_dir, model=job.spec.model, title=job.spec.command())
+            html.write_text(page, encoding="utf-8")
     if lines:
         print("\n".join(lines))
     print(_verdict(outcome))
