@@ -17,6 +17,11 @@ soak:
 	status=0; for model in $(MODELS); do \
 		$(PYTHON) -m vsgroups.sim --model $$model --seeds $(SEEDS) --jobs $(JOBS) || status=1; done; exit $$status
 
+# the API reference, from the docstrings, into docs/api/ (open docs/api/index.html)
+.PHONY: api-docs
+api-docs:
+	$(PYTHON) -m pdoc vsgroups -o docs/api
+
 # lint and type-check
 check:
 	$(PYTHON) -m ruff check src tests examples

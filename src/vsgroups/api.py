@@ -59,7 +59,11 @@ LINGER = 1.0
 
 
 class Delivery(NamedTuple):
-    """A delivered message (immutable; a named tuple, which is the cheapest immutable record)."""
+    """A delivered message (immutable; a named tuple, which is the cheapest immutable record).
+
+    ``msg_id`` is ``sender:n``, unique for ever; ``sender`` is the sender's member id ``name#inc``
+    (``inc``, the incarnation number, is fresh at every start of a process, so a restarted process
+    is a new member); ``view`` is the view it was delivered in (see ``ViewChange``)."""
 
     group: str
     msg_id: str
@@ -71,6 +75,15 @@ class Delivery(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ViewChange:
+    """A new view of the group (docs/guide/views.md).
+
+    ``view`` is its id, ``epoch.round.proposer``: the epoch grows at each view change, ``round`` is
+    the ballot that decided it and ``proposer`` the member that proposed it; ids never repeat within
+    a group. ``members`` are member ids ``name#inc`` in age order (the oldest first: the
+    coordinator). ``previous`` is the view this one follows here (None for the first). evs only:
+    ``kind`` is ``"transitional"`` for the configuration that closes the old one, and ``primary``
+    tells whether the configuration belongs to the primary component (in vs every view does)."""
+
     group: str
     view: str
     members: tuple[str, ...]
