@@ -62,9 +62,9 @@ class Members:
                 return line.strip()
         raise MemberExited(f"member {name} exited before it said {pattern!r}")
 
-    def kill(self, name: str) -> None:
-        self.procs[name].send_signal(signal.SIGKILL)
-        print(f"SIGKILLed {name}")
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        self.procs[name].send_signal(sig)
+        print(f"{sig.name} to {name}")
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
