@@ -575,8 +575,8 @@ class Node:
         reconciles, as with Spread or Totem).
 
         After ``timeout`` seconds (``JOIN_TIMEOUT`` by default; None waits for ever) it raises
-        ``JoinFailed``, which says what is known of why: no seed reachable, seeds that never answer
-        (a wrong cluster key looks like this: members drop frames they cannot authenticate), the
+        ``JoinFailed``, which says what is known of why: no seed reachable, frames the seeds cannot
+        authenticate (another cluster key; a seed says so back, unauthenticated), no answer, the
         name held by a member that is still in the group, or the group blocked in a view change
         (no quorum). If the call fails (timeout, cancellation, the node closing: ``NodeClosed``),
         the join is called off: at once if no view of the group was installed here yet, else by
@@ -642,10 +642,13 @@ class Node:
         if not seeds:
             return "no seed to ask, and this node may not found the group (found=False)"
         links = "; ".join(f"{a}: {self._transport.link(a)}" for a in seeds)
+        if any(self._transport.link(a).startswith("rejected") for a in seeds):
+            return f"the seeds cannot authenticate this node's frames: it holds another cluster key " \
+                   f"({links})"
         if not any(self._transport.link(a) == "connected" for a in seeds):
             return f"no seed is reachable ({links})"
-        return (f"no member of the group answered ({links}): either no seed is a member, or the seeds "
-                f"hold another cluster key (a member drops frames it cannot authenticate, unanswered)")
+        return (f"no member of the group answered ({links}): none of the seeds is in the group (a group "
+                f"exists once its founder, by default the first seed, has joined it)")
 
     def _seed_list(self, also: Iterable[str] = ()) -> list[str]:
         return list(dict.fromkeys([*self.seeds, *also])) or [self.address]

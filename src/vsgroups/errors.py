@@ -19,9 +19,9 @@ class NodeClosed(NotAMember):
 
 
 class JoinFailed(VsgroupsError, TimeoutError):
-    """``Node.join`` gave up: its message says what is known of why (no seed reachable, no answer
-    from reachable seeds — a wrong cluster key looks like this —, the name held by a live member, the
-    group blocked without a quorum). A ``TimeoutError`` too."""
+    """``Node.join`` gave up: its message says what is known of why (no seed reachable, frames the
+    seeds cannot authenticate — another cluster key —, no answer from reachable seeds, the name held
+    by a live member, the group blocked without a quorum). A ``TimeoutError`` too."""
 
 
 class GroupBlocked(VsgroupsError):

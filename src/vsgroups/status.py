@@ -94,8 +94,11 @@ async def ask(target: str, key: bytes, timeout: float) -> dict[str, Any]:
         try:
             return await asyncio.wait_for(answer, timeout)
         except TimeoutError:
-            raise TimeoutError(f"no answer from {target} within {timeout}s: no vsgroups node listens there, "
-                               f"or it holds another cluster key") from None
+            if transport.link(target).startswith("rejected"):
+                raise TimeoutError(f"{target} cannot authenticate the request: it holds another cluster "
+                                   f"key") from None
+            raise TimeoutError(f"no answer from {target} within {timeout}s: no vsgroups node listens "
+                               f"there") from None
     finally:
         await transport.close()
 

@@ -74,6 +74,9 @@ _BATCH_BYTES = 64 * 1024  # bytes gathered into one write before re-checking flo
 _INITIAL_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
 _CONNECT_TIMEOUT = 5.0
+# What a receiver writes back, once per connection, on a connection whose frames fail authentication.
+# It cannot be authenticated (the keys differ), so it is a hint for diagnosis, never acted on.
+AUTH_REJECTED = b"vsgroups: your frames fail authentication here (another cluster key?)\n"
 # Linux ``struct tcp_info``: eight one-byte fields, then 32-bit ones; ``tcpi_rtt`` (microseconds) is
 # the sixteenth of those
 _TCP_INFO_RTT = 8 + 15 * 4
@@ -169,6 +172,8 @@ class TcpTransport:
         peer = self._peers.get(addr)
         if peer is None:
             return "never tried"
+        if peer._protocol is not None and peer._protocol.rejected:
+            return "rejected: our frames fail authentication there (another cluster key?)"
         if peer._transport is not None:
             return "connected"
         return f"cannot connect ({peer.error})" if peer.error else "connecting"
@@ -222,6 +227,7 @@ class _InboundProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._decoder: FrameDecoder | None = None
         self._peer = "?"
+        self._told = False  # AUTH_REJECTED was written
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
@@ -242,6 +248,9 @@ class _InboundProtocol(asyncio.Protocol):
             logger.warning("closing connection from %s: %s", self._peer, exc)
             self._transport.abort()
             return
+        if not self._told and self._decoder.dropped.get("bad_tag"):
+            self._told = True
+            self._transport.write(AUTH_REJECTED)
         on_frame = self._on_frame
         for frame in frames:
             try:
@@ -268,9 +277,14 @@ class _OutboundProtocol(asyncio.Protocol):
         self.paused = False
         self.lost = False
         self.error: Exception | None = None
+        self.rejected = False  # the receiver said our frames fail authentication there
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         _set_nodelay(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if AUTH_REJECTED[:24] in data:  # nothing else ever comes back on a send-only connection
+            self.rejected = True
 
     def pause_writing(self) -> None:
         self.paused = True
