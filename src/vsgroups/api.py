@@ -867,8 +867,13 @@ class _Outputs(Driver):
         self.node._trace.record(out)
 
     def on_transmit(self, out: ev.Transmit) -> None:
-        assert self.node._transport is not None
-        self.node._transport.send(out.addr, out.data)
+        node = self.node
+        assert node._transport is not None and node._trace is not None
+        # The transport may write the frame to the socket at once: what it tells others (a send
+        # above all) must be in the trace first, or a SIGKILL right after could leave a delivery
+        # elsewhere of a message this trace never sent
+        node._trace.flush()
+        node._transport.send(out.addr, out.data)
 
     def on_delivered(self, out: ev.Delivered) -> None:
         if (group := self.node.groups.get(out.group)) is not None:

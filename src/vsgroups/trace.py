@@ -29,6 +29,7 @@ class TraceWriter:
         self.clock = clock
         self.rejoined: dict[str, TraceWriter] = {}  # group: the file of the identity that rejoined it
         self.file: IO[str] | None = None
+        self.unflushed = False  # records written since the last flush
         if directory is not None:
             Path(directory).mkdir(parents=True, exist_ok=True)
             self.file = open(Path(directory) / f"{name}#{inc}.jsonl", "a" if recovered else "w",  # noqa: SIM115
@@ -40,6 +41,7 @@ class TraceWriter:
             return
         record = {"ev": event, "p": self.name, "inc": self.inc, "t": round(self.clock(), 6), **fields}
         self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.unflushed = True
 
     def rejoin(self, group: str, inc: int) -> None:
         """The node joins ``group`` again as ``name#inc``: a new file holds that group's events."""
@@ -77,8 +79,9 @@ class TraceWriter:
     def flush(self) -> None:
         for other in self.rejoined.values():
             other.flush()
-        if self.file is not None:
+        if self.file is not None and self.unflushed:
             self.file.flush()
+            self.unflushed = False
 
     def close(self, clean: bool) -> None:
         """``clean`` writes ``stop``; an abandoned or crashed incarnation ends without it."""
