@@ -624,11 +624,11 @@ class Node:
 
     def _why_not_joined(self, group: str) -> str:
         """What this node knows of why its join of ``group`` has not completed."""
-        status = self._core.status(group)
-        if status is not None and status.view is not None:
-            return f"admitted in view {status.view}, but the group's state has not arrived"
-        if status is not None and status.answer is not None:
-            sender, held_by, blocked = status.answer
+        st = self._core.status(group)
+        if st is not None and st.view is not None:
+            return f"admitted in view {st.view}, but the group's state has not arrived"
+        if st is not None and st.answer is not None:
+            sender, held_by, blocked = st.answer
             if held_by is not None:
                 return (f"{held_by}, another incarnation of {self.name!r}, is still a member: the group "
                         f"admits this one only once it has excluded that one (is a process of the same "
