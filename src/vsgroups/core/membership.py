@@ -157,7 +157,9 @@ def evs_value(
     elsewhere = {m for promise in promises.values() for m in promise.members}  # stale requests
     joined = newest_ids(j for j in joiners if j not in elsewhere) if sender else []
     members += joined
-    follows = follows or reunites(promises)
+    # The reunion rule (``reunites``, docs/design.md §6.5) is off: with it, evs seeds 40335 (two
+    # primaries succeeding one) and 41241 (consecutive primaries sharing no member) broke the
+    # primary lineage. Until it is fixed, only a continuation is primary (safe, not live).
     primary = follows is not None and proposer in members and not bound
     epoch = max(view_epoch(v) for v in configs) + 1
     return Value(
