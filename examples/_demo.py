@@ -4,6 +4,8 @@ every child stopped at the end. Not part of the API: read the examples themselve
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
 import re
 import signal
@@ -11,7 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -90,3 +92,23 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def main(doc: str, demo_help: str, member: Callable[[argparse.Namespace], Coroutine[object, object, None]],
+         demo: Callable[[], bool], extra: Callable[[argparse.ArgumentParser], None]) -> int:
+    """An example's command line: ``--demo``, or a member with ``--name --port --peers --key`` and
+    the example's own options (``extra``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--demo", action="store_true", help=demo_help)
+    parser.add_argument("--name")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--peers", help="the members' ports, comma-separated (the first founds the group)")
+    parser.add_argument("--key", help="the cluster key file (vsgroups keygen > cluster.key)")
+    extra(parser)
+    args = parser.parse_args()
+    if args.demo:
+        return run(demo)
+    if not (args.name and args.port and args.peers and args.key):
+        parser.error("a member needs --name, --port, --peers and --key (or run --demo)")
+    asyncio.run(member(args))
+    return 0

@@ -82,21 +82,12 @@ def demo() -> bool:
         return finals[0] == finals[1]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--demo", action="store_true", help="start three members, kill one, check the totals")
-    parser.add_argument("--name")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--peers", help="the members' ports, comma-separated (the first founds the group)")
-    parser.add_argument("--key", help="the cluster key file (vsgroups keygen > cluster.key)")
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adds", type=int, default=20, help="how many times to add 1 (default 20)")
-    args = parser.parse_args()
-    if args.demo:
-        return _demo.run(demo)
-    if not (args.name and args.port and args.peers and args.key):
-        parser.error("a member needs --name, --port, --peers and --key (or run --demo)")
-    asyncio.run(member(args))
-    return 0
+
+
+def main() -> int:
+    return _demo.main(__doc__, "start three members, kill one, check the totals", member, demo, options)
 
 
 if __name__ == "__main__":

@@ -59,22 +59,12 @@ def demo() -> bool:
         return True
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--demo", action="store_true",
-                        help="start three members, kill one, check the answers")
-    parser.add_argument("--name")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--peers", help="the members' ports, comma-separated (the first founds the group)")
-    parser.add_argument("--key", help="the cluster key file (vsgroups keygen > cluster.key)")
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ask", type=int, default=0, help="queries to send, then end (default: none, serve)")
-    args = parser.parse_args()
-    if args.demo:
-        return _demo.run(demo)
-    if not (args.name and args.port and args.peers and args.key):
-        parser.error("a member needs --name, --port, --peers and --key (or run --demo)")
-    asyncio.run(member(args))
-    return 0
+
+
+def main() -> int:
+    return _demo.main(__doc__, "start three members, kill one, check the answers", member, demo, options)
 
 
 if __name__ == "__main__":

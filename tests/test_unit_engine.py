@@ -933,10 +933,8 @@ def test_evs_a_foreign_process_becomes_a_target_and_the_least_target_proposes() 
     assert all(p.targets == [A, B, C] and p.ballot == (1, A) for p in ha.sent(Prepare))
 
 
-def test_evs_a_primary_value_is_an_attempt_until_installed_then_the_last_primary() -> None:
-    """design §6.5: a member records a primary value it accepts as an attempt (output before its
-    acceptance leaves, for stable storage), and installing it makes it the last primary and settles
-    the attempts; its promises report that history."""
+def merged_components() -> tuple[Net, str, str]:
+    """{b, c} in configuration 1.0.b#1 and {a} in 1.0.a#1 hear of each other and merge."""
     net = Net(model="evs")
     theirs, mine = "1.0.b#1", "1.0.a#1"
     net.view(theirs, (B, C))
@@ -946,6 +944,14 @@ def test_evs_a_primary_value_is_an_attempt_until_installed_then_the_last_primary
         net.engines[pid].on_heartbeat_view(A, mine, 0.1)
         net.engines[A].on_heartbeat_view(pid, theirs, 0.1)
     net.tick(0.1)
+    return net, theirs, mine
+
+
+def test_evs_a_primary_value_is_an_attempt_until_installed_then_the_last_primary() -> None:
+    """design §6.5: a member records a primary value it accepts as an attempt (output before its
+    acceptance leaves, for stable storage), and installing it makes it the last primary and settles
+    the attempts; its promises report that history."""
+    net, theirs, mine = merged_components()
     g = net.engines[B]
     merged = Primary(f"2.1.{A}", [A, B, C])
     assert g.primary and g.view_id == merged.id
@@ -959,15 +965,7 @@ def test_evs_a_primary_value_is_an_attempt_until_installed_then_the_last_primary
 def test_evs_two_configurations_merge_through_a_transitional_configuration_each() -> None:
     """1994 §2–3, design §6.2–6.3: two components that hear each other merge into one configuration
     whose epoch exceeds both; each side passes through its own transitional configuration."""
-    net = Net(model="evs")
-    theirs, mine = "1.0.b#1", "1.0.a#1"
-    net.view(theirs, (B, C))
-    net.view(mine, (A,))
-    net.set_time(0.1)
-    for pid in (B, C):
-        net.engines[pid].on_heartbeat_view(A, mine, 0.1)
-        net.engines[A].on_heartbeat_view(pid, theirs, 0.1)
-    net.tick(0.1)
+    net, theirs, mine = merged_components()
     merged = f"2.1.{A}"
     for pid, came in ((A, mine), (B, theirs), (C, theirs)):
         g = net.engines[pid]

@@ -293,23 +293,18 @@ class _TraceFile:
             return self.send(ev, line)
         if kind == "view":
             return self.view(ev, line)
-        if kind == "leave":
+        if kind in ("leave", "exclude"):  # the membership of g ends: left, or failed in its last view
             g = ev.get("g")
             if type(g) is not str:
-                return "leave needs a string field g"
-            left = self.current.get(g)
-            if left is not None:
-                left.leave_line = line
+                return f"{kind} needs a string field g"
+            ended = self.current.get(g)
+            if ended is not None and kind == "leave":
+                ended.leave_line = line
+            elif ended is not None:
+                ended.exclude_line = line
+            if kind == "exclude":
+                self.excluded.add(g)
             self.current[g] = self.last_view[g] = None
-        elif kind == "exclude":
-            g = ev.get("g")
-            if type(g) is not str:
-                return "exclude needs a string field g"
-            failed = self.current.get(g)
-            if failed is not None:
-                failed.exclude_line = line
-            self.current[g] = self.last_view[g] = None
-            self.excluded.add(g)
         elif kind == "start":
             self.started = True
         elif kind == "recover":
