@@ -5,8 +5,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import pytest
-
 from vsgroups.check import check_dir
 from vsgroups.core import events as ev
 from vsgroups.core.group import GroupStatus
@@ -159,7 +157,6 @@ def test_joiners_that_crash_right_after_admission_do_not_block_the_old_members()
     assert sim.run_until_true(old_members_alone, 2 * sim.cfg.suspect_timeout), [p.views for p in old]
 
 
-@pytest.mark.xfail(strict=True, reason="the reunion rule is off until seeds 40335 and 41241 pass with it")
 def test_an_evs_primary_taken_apart_one_member_at_a_time_is_primary_again_once_reunited(
         tmp_path: Path) -> None:
     """Issue 10, B2 (docs/design.md §6.5): {p1..p4} loses p4, then {p1, p2, p3} falls apart into

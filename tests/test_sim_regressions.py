@@ -56,10 +56,11 @@ FOUND_EVS = {  # seeds of ``vsgroups sim --model evs``
     2233: "a member that was paused when another left never learned of the leave; it waited for the "
           "leaver, alive in other groups, to propose the merge, while the other component waited for it "
           "(liveness)",
-    40335: "with the reunion rule of dynamic linear voting, two primary configurations succeeded one "
-           "(primary-order); the rule is off",
-    41241: "with the reunion rule, a process alone was made primary after a primary it shared no member "
-           "with (primary-order); the rule is off",
+    40335: "the reunion rule of dynamic linear voting counted a quorum of a primary attempt that only its "
+           "proposer, which then crashed, had installed: the new primary and that one were installed at "
+           "no common process, unordered (primary-order)",
+    41241: "the reunion rule counted a promiser that was leaving: a process alone was made primary after "
+           "a primary it shared no member with (primary-order)",
     20224: "a recovered process joined under its old identifier a group that still listed it; the stale "
            "commit re-installed the old view with an empty stream, and the final set it reported cut "
            "the survivors' own messages (view-agreement, self-delivery)",

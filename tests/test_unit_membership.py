@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from itertools import combinations
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -241,37 +240,64 @@ def remembering(pid: str, last: Primary | None, *attempts: Primary) -> Promise:
 
 
 def test_a_quorum_of_the_newest_last_primary_reunites_it() -> None:
-    """design §6.5 (dynamic linear voting): the promisers reunite the primary component iff they hold
-    a quorum of the newest last primary any of them installed; an older one does not count."""
+    """design §6.5 (dynamic linear voting): the promisers reunite the primary component iff those
+    that stay hold a quorum of the newest last primary any of them installed; an older one does not
+    count."""
     older = Primary("2.1.a#1", ["a#1", "b#1", "c#1", "d#1", "e#1"])
-    assert reunites({"b#1": remembering("b#1", LAST), "c#1": remembering("c#1", LAST),
-                     "d#1": remembering("d#1", older)})
+    promises = {"b#1": remembering("b#1", LAST), "c#1": remembering("c#1", LAST),
+                "d#1": remembering("d#1", older)}
+    assert reunites(promises, promises) == LAST.id
     # d and e are a minority of LAST, whatever they were in the older primary
-    assert not reunites({"c#1": remembering("c#1", LAST), "d#1": remembering("d#1", older),
-                         "e#1": remembering("e#1", older)})
-    assert not reunites({"x#1": remembering("x#1", None)})  # no primary known: nothing to reunite
+    promises = {"c#1": remembering("c#1", LAST), "d#1": remembering("d#1", older),
+                "e#1": remembering("e#1", older)}
+    assert reunites(promises, promises) is None
+    assert reunites({"x#1": remembering("x#1", None)}, ["x#1"]) is None  # no primary known
 
 
-def test_a_newer_primary_attempt_needs_a_quorum_too() -> None:
-    """design §6.5: a primary value some promiser accepted and did not install may be installed
-    elsewhere: a new primary needs a quorum of it as well as of the last primary (if it is newer)."""
-    attempt = Primary("5.2.c#1", ["c#1", "d#1", "e#1"])
+def test_a_quorum_that_leaves_does_not_reunite() -> None:
+    """1994 §2.2 (continuity: consecutive primaries share a member), evs seed 41241: a promiser that
+    leaves counts in no quorum — {n3} alone was made primary after {n4, n5} because n5, leaving,
+    held half of it with its oldest member."""
+    last = Primary("5.4.n4#0", ["n5#0", "n4#0"])
+    promises = {"n3#0": remembering("n3#0", Primary("2.1.n2#0", ["n2#0", "n3#0", "n4#0", "n5#0"])),
+                "n5#0": remembering("n5#0", last)}
+    assert reunites(promises, promises) == last.id
+    assert reunites(promises, ["n3#0"]) is None
+
+
+def test_some_process_that_stays_installed_the_last_primary() -> None:
+    """1994 §2.2 (uniqueness: primaries ordered by precedence): the new primary succeeds the last one
+    at a process that installs both; a quorum of it that only accepted it is not enough."""
+    promises = {"b#1": remembering("b#1", LAST), "c#1": remembering("c#1", None, LAST),
+                "a#1": remembering("a#1", None, LAST)}
+    assert reunites(promises, promises) == LAST.id
+    assert reunites(promises, ["a#1", "c#1"]) is None  # b, the only one that installed it, leaves
+
+
+def test_a_newer_primary_attempt_waits_for_its_proposer() -> None:
+    """design §6.5, evs seed 40335: a primary value some promiser accepted and did not install may
+    have been installed by its proposer alone (n2 installed 3.2.n2 and crashed; n4 and n5, which had
+    accepted it, went on to 8.7.n1, which did not succeed it at any process). Only the proposer can
+    tell: with it among the promisers the attempt is settled, without it the group waits."""
+    attempt = Primary("5.2.d#1", ["c#1", "d#1", "e#1"])
     promises = {"a#1": remembering("a#1", LAST), "b#1": remembering("b#1", LAST),
                 "c#1": remembering("c#1", LAST, attempt)}
-    assert not reunites(promises)  # c alone is a minority of the attempt {c, d, e}
-    assert reunites({**promises, "d#1": remembering("d#1", LAST, attempt)})
-    stale = Primary("3.2.c#1", ["c#1", "d#1", "e#1"])  # older than the last primary: settled
-    assert reunites({**promises, "c#1": remembering("c#1", LAST, stale)})
+    assert reunites(promises, promises) is None  # d, which may have installed it, is not here
+    promises["d#1"] = remembering("d#1", LAST, attempt)  # d did not install it: nobody did
+    assert reunites(promises, promises) == LAST.id
+    stale = Primary("3.2.d#1", ["c#1", "d#1", "e#1"])  # older than the last primary: settled
+    promises = {"a#1": remembering("a#1", LAST), "c#1": remembering("c#1", LAST, stale)}
+    assert reunites(promises, promises) == LAST.id
 
 
-@pytest.mark.xfail(strict=True, reason="the reunion rule is off until seeds 40335 and 41241 pass with it")
 def test_evs_value_is_primary_when_merged_configurations_reunite_the_last_primary() -> None:
     """design §6.5: no configuration the promisers come from is primary, but together they hold a
     quorum of the last primary: the value is primary (liveness); without the proposer staying in it,
     it is not (the proposer installs it as it commits)."""
     promises = {"b#1": remembering("b#1", LAST), "c#1": remembering("c#1", LAST)}
     addrs = {pid: "" for pid in promises}
-    assert evs_value((1, "b#1"), "b#1", promises, set(), {}, addrs).primary is True
+    value = evs_value((1, "b#1"), "b#1", promises, set(), {}, addrs)
+    assert (value.primary, value.follows) == (True, LAST.id)
     assert evs_value((1, "b#1"), "b#1", promises, {"b#1"}, {}, addrs).primary is False
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from .flush import final_set
-from .ids import ProcessId, name_inc, view_epoch
+from .ids import ProcessId, ViewId, name_inc, view_epoch
 from .wire import Ballot, Part, Primary, Promise, Value
 
 
@@ -87,21 +87,30 @@ def _age(config: Primary) -> tuple[int, str]:
     return view_epoch(config.id), config.id
 
 
-def reunites(promises: dict[str, Promise]) -> str | None:
-    """Dynamic linear voting (docs/design.md §6.5): do the promisers hold a quorum of the newest
-    primary configuration any of them installed last, and a quorum of each primary configuration
-    newer than that one which any of them accepted and did not install (it may be installed
-    elsewhere)? Then every primary that may exist meets the new configuration in a member, and the
-    result is the newest of those configurations, which a new primary succeeds; else None."""
-    histories = [p.history for p in promises.values() if p.history is not None]
-    known = [h.last for h in histories if h.last is not None]
+def reunites(promises: dict[str, Promise], stayers: Collection[str]) -> str | None:
+    """Dynamic linear voting (docs/design.md §6.5): the last primary L the new configuration
+    succeeds, if it may — else None. L is the newest primary configuration any promiser installed
+    last. The ``stayers`` (the promisers that pass into the new configuration) must include a
+    quorum of L, so that two rival successors of L share a member, and one that installed L, so
+    that some process installs L and then the new one (1994 §2.2: primaries ordered by precedence,
+    consecutive ones sharing a member). A primary value newer than L that a promiser accepted and
+    did not install (an *attempt*) may have been installed by its proposer, which commits as soon as
+    every voter accepted; its proposer must be among the promisers: then it installed it (and
+    reports it as its last, so it is not newer than L) or never will (its promise carries it as
+    accepted, which binds the new value, or it has moved on). An attempt whose proposer is gone may
+    be a primary nobody can succeed in order: the group waits for the proposer."""
+    histories = {pid: p.history for pid, p in promises.items() if p.history is not None}
+    known = [h.last for h in histories.values() if h.last is not None]
     if not known:
         return None
     newest = max(known, key=_age)
-    needed = [newest, *(a for h in histories for a in h.attempts if _age(a) > _age(newest))]
-    if not all(is_quorum(tuple(config.members), promises.keys()) for config in needed):
+    installers = {pid for pid, h in histories.items() if h.last is not None and h.last.id == newest.id}
+    if not installers & set(stayers) or not is_quorum(tuple(newest.members), stayers):
         return None
-    return max(needed, key=_age).id
+    attempts = {a.id for h in histories.values() for a in h.attempts if _age(a) > _age(newest)}
+    if any(ViewId.parse(a).proposer not in promises for a in attempts):
+        return None
+    return newest.id
 
 
 def evs_value(
@@ -157,9 +166,8 @@ def evs_value(
     elsewhere = {m for promise in promises.values() for m in promise.members}  # stale requests
     joined = newest_ids(j for j in joiners if j not in elsewhere) if sender else []
     members += joined
-    # The reunion rule (``reunites``, docs/design.md §6.5) is off: with it, evs seeds 40335 (two
-    # primaries succeeding one) and 41241 (consecutive primaries sharing no member) broke the
-    # primary lineage. Until it is fixed, only a continuation is primary (safe, not live).
+    stayers = [m for m in members if m in promises]
+    follows = follows or reunites(promises, stayers)
     primary = follows is not None and proposer in members and not bound
     epoch = max(view_epoch(v) for v in configs) + 1
     return Value(
