@@ -6,9 +6,11 @@ Run two or more members, each in its own terminal (make the key once: ``vsgroups
     python examples/counter.py --name b --port 7002 --peers 7001,7002 --key cluster.key
 
 Each member adds 1 to the counter ``--adds`` times (total order: every member applies the adds in
-one order), prints every view change and its total, then says it is done and waits until every
-member of its view is done too. The done markers are totally ordered with the adds, so at the last
-one every member has applied the same adds: the totals it prints agree, whoever crashed meanwhile.
+one order) and prints every view change and its total. It then flushes (what it cast is stable),
+asks the group for its total (group RPC: every member answers at the same point of the stream, so
+the answers agree), says it is done and waits until every member of its view is done too. The done
+markers are totally ordered with the adds, so at the last one every member has applied the same
+adds: the totals it prints agree, whoever crashed meanwhile.
 
 ``python examples/counter.py --demo`` does it all alone: it starts three members, SIGKILLs one of
 them while they count, and exits 0 if the two others install a view without it and print the same
@@ -27,7 +29,7 @@ import _demo  # the --demo mode's process handling (examples/_demo.py)
 import vsgroups
 
 
-class Counter(vsgroups.Replica):
+class Counter(vsgroups.Replica):  # its hooks run in delivery order, the same at every member
     def __init__(self) -> None:
         self.total = 0
         self.done: set[str] = set()  # members that finished adding
@@ -38,11 +40,14 @@ class Counter(vsgroups.Replica):
         else:
             self.total += msg.payload
 
-    def get_state(self) -> object:  # handed to a joiner at its join instant
+    def get_state(self) -> object:  # snapshotted at a joiner's join instant
         return {"total": self.total, "done": sorted(self.done)}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.total, self.done = state["total"], set(state["done"])
+
+    def query(self, msg: vsgroups.Delivery) -> object:  # answers group RPC
+        return self.total
 
 
 async def member(args: argparse.Namespace) -> None:
@@ -50,7 +55,7 @@ async def member(args: argparse.Namespace) -> None:
     counter = Counter()
     async with vsgroups.Node(args.name, listen=f"127.0.0.1:{args.port}", seeds=peers,
                              key_file=args.key) as node:
-        group = await node.join("counter", counter, events=True)
+        group = await node.join("counter", counter, events=True)  # returns holding the state
 
         async def watch() -> None:
             async for event in group.events():  # every view change and delivery, from the join on
@@ -63,9 +68,13 @@ async def member(args: argparse.Namespace) -> None:
 
         watching = asyncio.create_task(watch())
         for _ in range(args.adds):
-            await group.cast(1)
+            await group.cast(1, order="total")  # waits only for flow control
             await asyncio.sleep(0.05)
-        await group.cast("done")
+        await group.flush()  # everything this member cast is stable: every member holds it
+        # a query in total order is answered by each member at the same point of the adds
+        answers = await group.query("total?", replies=vsgroups.MAJORITY)
+        print(f"a majority answers {sorted(set(answers.values()))}", flush=True)
+        await group.cast("done", order="total")
         await watching
 
 

@@ -21,3 +21,13 @@ def test_the_demo_of_each_example_succeeds(example: Path) -> None:
 
 def test_there_are_examples() -> None:
     assert EXAMPLES
+
+
+def test_the_readme_example_is_the_counter_example_verbatim() -> None:
+    """The README's Python example is an excerpt of examples/counter.py, which the demo runs: it
+    cannot go stale."""
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "group.cast" in block and "group.query" in block and "group.events()" in block
+    assert block in (root / "examples" / "counter.py").read_text()

@@ -53,3 +53,5 @@ def test_the_metrics_of_a_node_in_a_group() -> None:
         assert value(body, metric) == 0, metric
     assert 0 <= value(body, f'vsgroups_peer_rtt_seconds{{peer="{p2}"}}') < 1
     assert value(body, "vsgroups_frames_out_total") > 0 and value(body, "vsgroups_bytes_in_total") > 0
+    assert value(body, f'vsgroups_peer_frames_in_total{{peer="{p2}"}}') > 0
+    assert value(body, f'vsgroups_peer_bytes_out_total{{peer="{p2}"}}') > 0

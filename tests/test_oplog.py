@@ -4,11 +4,16 @@ suspicions and leaves each make a readable record with the structured fields gro
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sys
+from pathlib import Path
 
 import pytest
 
 import vsgroups
+from vsgroups.oplog import JsonFormatter
+from vsgroups.procs import Cluster
 
 CONFIG = vsgroups.Config(suspect_timeout=0.5)
 
@@ -53,3 +58,33 @@ def test_a_groups_life_is_logged_for_an_operator(caplog: pytest.LogCaptureFixtur
     assert suspected.levelno == logging.WARNING
     logged(f"joined none, gone {p3}", group="g")
     logged("group g: left", group="g")
+
+
+def test_json_lines_from_a_node_process(tmp_path: Path) -> None:
+    """``vsgroups node --log-format json``: every stderr line is one JSON object, and the operator's
+    records carry their structured fields (issue 11, item 4)."""
+    async def main() -> str:
+        async with Cluster(tmp_path, node_args=["--log-format", "json"]) as cluster:
+            (m1, _) = await cluster.start(2)
+            await cluster.quit_all()
+            assert m1.pid is not None
+            return m1.pid
+
+    pid = asyncio.run(asyncio.wait_for(main(), 120))
+    lines = (tmp_path / "logs" / "m1.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # fails on any line that is not one JSON object
+    founded = [r for r in records if r["logger"] == "vsgroups.groups" and "founded" in r["message"]]
+    assert founded and founded[0]["group"] == "kv" and founded[0]["view"] == f"0.0.{pid}"
+    assert founded[0]["level"] == "INFO" and founded[0]["time"].endswith("+00:00")
+    assert any(r["logger"] == "vsgroups.groups" and "left" in r["message"] for r in records)
+
+
+def test_the_json_formatter_keeps_exceptions_and_leaves_out_fields_a_record_lacks() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("vsgroups.core", logging.ERROR, __file__, 1, "failed %s", ("x",),
+                                   sys.exc_info())
+    out = json.loads(JsonFormatter().format(record))
+    assert out["message"] == "failed x" and out["level"] == "ERROR" and "group" not in out
+    assert "ValueError: boom" in out["exception"]

@@ -53,6 +53,7 @@ def test_status_of_a_live_three_node_cluster(tmp_path: Path) -> None:
     for p in peers.values():
         assert p["link"] == "connected" and p["suspected"] is False and p["silent_s"] < 1.0
         assert p["rtt_ms"] is not None and p["rtt_ms"] >= 0  # Linux TCP_INFO
+        assert min(p["traffic"].values()) > 0  # heartbeats at least, both ways
     traffic = answer["traffic"]
     assert traffic["frames_in"] > 0 and traffic["bytes_out"] > 0 and traffic["dropped"] == 0
     assert f"group kv (vs, member) view {group['view']}: primary" in out

@@ -55,6 +55,7 @@ from .api import ALL, CLOSE_TIMEOUT_FACTOR, Delivery, Group, Node, Replica, View
 from .core import Config
 from .core.wire import ORDERS
 from .errors import GroupBlocked, NotAMember, QueryFailed
+from .oplog import JsonFormatter
 
 KEYS = 64  # members write overlapping keys, so the final values depend on the delivery order
 RETRY = 0.05
@@ -419,6 +420,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--close-timeout", type=float,
                         help="seconds a graceful stop waits for the groups to be left before it stops like a "
                         f"crash (default: {CLOSE_TIMEOUT_FACTOR} suspect timeouts)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                        help="least severe log records written to stderr (default info: the operator's "
+                        "lines of founding, joins, view changes, suspicions, state transfers)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="stderr log lines as text, or as one JSON object each (with the fields group, "
+                        "view and peer)")
     parser.add_argument("--parent-pid", type=int, metavar="PID",
                         help="stop gracefully when process PID (the controller that started this one) exits")
     return parser.parse_args(argv)
@@ -426,8 +433,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if args.log_format == "json"
+                         else logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # a controller's "why are you stuck?"
 
     async def run() -> int:

@@ -2,8 +2,8 @@
 
 It serves, at ``http://HOST:PORT/metrics``, the figures ``vsgroups status`` shows, as Prometheus
 metrics: per group its members, primary and blocked flags, unstable and pending messages, the
-window and retransmissions; per peer its round-trip time, silence and suspicion; the node's traffic
-counters. The text format comes from the ``prometheus-client`` library (the optional extra
+window and retransmissions; per peer its round-trip time, silence, suspicion and traffic; the
+node's traffic counters. The text format comes from the ``prometheus-client`` library (the optional extra
 ``pip install 'vsgroups[metrics]'``); the small HTTP server is the node's own, on its event loop,
 so that a scrape reads the protocol state between two events, never in the middle of one.
 """
@@ -55,10 +55,17 @@ class _Collector:
             suspected.add_metric([p["id"]], float(p["suspected"]))
         yield from (rtt, silent, suspected)
         traffic = status["traffic"]
-        for field, doc in (("frames_in", "frames received"), ("bytes_in", "bytes received"),
-                           ("frames_out", "frames sent"), ("bytes_out", "bytes sent"),
-                           ("dropped", "frames dropped as malformed")):
+        for field, doc in TRAFFIC:
             yield CounterMetricFamily(f"vsgroups_{field}", doc, value=traffic[field])
+            if field != "dropped":
+                per_peer = CounterMetricFamily(f"vsgroups_peer_{field}", f"{doc}, per peer", labels=peer)
+                for p in status["peers"]:
+                    per_peer.add_metric([p["id"]], p["traffic"][field])
+                yield per_peer
+
+
+TRAFFIC = (("frames_in", "frames received"), ("bytes_in", "bytes received"), ("frames_out", "frames sent"),
+           ("bytes_out", "bytes sent"), ("dropped", "frames dropped as malformed"))
 
 
 class MetricsServer:

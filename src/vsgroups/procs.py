@@ -204,15 +204,15 @@ class Cluster:
 
     The workload options (``rate``, ``size``, ``orders``, ``groups``, ``suspect_timeout``), the
     bound on a member's graceful stop (``close_timeout``) and the groups' ``model`` ("vs" or "evs")
-    are passed to every member the cluster starts; ``on_event(member, event)`` sees every status
-    line."""
+    are passed to every member the cluster starts, and so are ``node_args``, further options of
+    ``vsgroups node``; ``on_event(member, event)`` sees every status line."""
 
     def __init__(
         self, workdir: str | os.PathLike[str], trace_dir: str | os.PathLike[str] | None = None, *,
         groups: Sequence[str] = ("kv",), rate: float = 0.0, size: int = 100,
         orders: Sequence[str] = ("fifo", "causal", "total", "safe"), suspect_timeout: float | None = None,
         model: str = "vs", on_event: Callable[[Member, Event], None] | None = None,
-        stable_storage: bool = False, close_timeout: float | None = None,
+        stable_storage: bool = False, close_timeout: float | None = None, node_args: Sequence[str] = (),
     ) -> None:
         self.workdir = Path(workdir)
         self.trace_dir = Path(trace_dir) if trace_dir is not None else self.workdir / "trace"
@@ -225,6 +225,7 @@ class Cluster:
         self.model = model
         self.stable_storage = stable_storage  # each member keeps a --data-dir under workdir/data
         self.on_event = on_event
+        self.node_args = tuple(node_args)  # further options of every member's ``vsgroups node``
         self.members: list[Member] = []
         self.key_file = self.workdir / "cluster.key"
         self._changed = asyncio.Condition()
@@ -320,6 +321,7 @@ class Cluster:
             argv += ["--data-dir", str(self.workdir / "data" / name)]
         if self.suspect_timeout is not None:
             argv += ["--suspect-timeout", str(self.suspect_timeout)]
+        argv += self.node_args
         with open(self.workdir / "logs" / f"{name}.log", "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log)

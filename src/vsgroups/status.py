@@ -5,9 +5,10 @@ key like any frame, and the node answers on its own port with a ``StatusReply`` 
 JSON object ``describe`` builds: per group, its view and members with their addresses, primary or
 not, blocked (a view change under way), whether it waits for its state, its unstable and pending
 messages against the flow-control window, and its retransmissions; per peer, the connection, its
-kernel-measured round-trip time, how long since it was heard from and whether it is suspected;
-and the node's traffic counters. ``--json`` prints that object; the default is a table, and
-``--watch`` redraws it in place every ``--interval`` seconds, like ``top``, until Ctrl-C.
+kernel-measured round-trip time, how long since it was heard from, whether it is suspected and
+the frames and bytes exchanged with it; and the node's traffic counters. ``--json`` prints that
+object; the default is a table, and ``--watch`` redraws it in place every ``--interval`` seconds,
+like ``top``, until Ctrl-C.
 
 The asker is never taken for a peer (its frames carry no process id), so asking costs the node
 nothing but the answer.
@@ -26,7 +27,7 @@ from typing import Any
 
 from . import __version__
 from .core.config import Config
-from .core.node import NodeCore
+from .core.node import NodeCore, Traffic
 from .core.wire import CONTROL, Frame, StatusReply, StatusRequest, decode_control, decode_frame, encode
 from .transport.tcp import TcpTransport, parse_address
 
@@ -50,18 +51,27 @@ def describe(core: NodeCore, transport: TcpTransport, config: Config) -> dict[st
     peers = []
     for pid, (addr, silent, suspected) in core.peers().items():
         rtt = transport.rtt(addr) if addr is not None else None
+        traffic = core.peer_traffic.get(addr) if addr is not None else None
         peers.append({
             "id": pid, "address": addr, "link": transport.link(addr) if addr is not None else "no address",
             "rtt_ms": None if rtt is None else round(rtt * 1000, 3), "silent_s": round(silent, 3),
             "suspected": suspected, "queued_bytes": transport.pending_bytes(addr) if addr is not None else 0,
+            "traffic": _counters(traffic or Traffic(), per_peer=True),
         })
-    traffic = core.traffic
     return {
         "node": core.pid, "address": core.addr, "version": __version__, "groups": groups, "peers": peers,
-        "traffic": {"frames_in": traffic.frames_in, "bytes_in": traffic.bytes_in,
-                    "frames_out": traffic.frames_out, "bytes_out": traffic.bytes_out,
-                    "dropped": traffic.dropped},
+        "traffic": _counters(core.traffic, per_peer=False),
     }
+
+
+def _counters(traffic: Traffic, per_peer: bool) -> dict[str, int]:
+    """Frames and bytes in and out (with a peer: to and from its address; the node's own counters
+    also hold the frames it dropped as malformed, whose sender is unknown)."""
+    counters = {"frames_in": traffic.frames_in, "bytes_in": traffic.bytes_in,
+                "frames_out": traffic.frames_out, "bytes_out": traffic.bytes_out}
+    if not per_peer:
+        counters["dropped"] = traffic.dropped
+    return counters
 
 
 def reply(nonce: int, status: dict[str, Any], address: str) -> bytes:
@@ -130,11 +140,15 @@ def render(status: dict[str, Any]) -> str:
             lines.append(f"  member {m['id']:<28} {m['address'] or '?'}{me}")
     if status["peers"]:
         lines.append(f"peers  {'id':<28} {'address':<22} {'link':<12} {'rtt ms':>8} {'silent s':>9}"
-                     f"  suspected")
+                     f"  {'suspected':<9}  {'frames in / out':>17}  {'bytes in / out':>21}")
         for p in status["peers"]:
             rtt = "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.3f}"
+            t = p["traffic"]
+            frames = f"{t['frames_in']:,} / {t['frames_out']:,}"
+            size = f"{_size(t['bytes_in'])} / {_size(t['bytes_out'])}"
             lines.append(f"       {p['id']:<28} {p['address'] or '?':<22} {p['link'][:12]:<12} {rtt:>8} "
-                         f"{p['silent_s']:>9.3f}  {'YES' if p['suspected'] else 'no'}")
+                         f"{p['silent_s']:>9.3f}  {'YES' if p['suspected'] else 'no':<9}  {frames:>17}  "
+                         f"{size:>21}")
     return "\n".join(lines)
 
 

@@ -51,7 +51,7 @@ log = logging.getLogger("vsgroups.core")
 @dataclass(slots=True)
 class Traffic:
     """The frames (and their bytes) this node received and sent, and those it dropped as malformed:
-    counters for ``vsgroups status``."""
+    counters for ``vsgroups status``, for the node and per peer address."""
 
     frames_in: int = 0
     bytes_in: int = 0
@@ -94,6 +94,7 @@ class NodeCore:
         self.deferred: dict[GroupEngine, None] = {}  # ordered: runs stay a function of the seed
         self.suspected: set[str] = set()  # members of our views suspected at the last tick
         self.traffic = Traffic()
+        self.peer_traffic: dict[str, Traffic] = {}  # by the address a peer listens on
         self.now = 0.0
 
     # -- application calls -----------------------------------------------------------------------
@@ -236,6 +237,11 @@ class NodeCore:
             traffic.dropped += 1
             log.warning("dropped a malformed frame (%d bytes): %s", len(data), exc)
             return
+        peer = self.peer_traffic.get(frame.addr)
+        if peer is None:
+            peer = self.peer_traffic[frame.addr] = Traffic()
+        peer.frames_in += 1
+        peer.bytes_in += len(data)
         if not self._heard_from(name, inc, sender, frame.addr, now):
             return
         aliases = frame.aliases
@@ -276,8 +282,14 @@ class NodeCore:
                 batch.append(raw)
                 size += len(raw)
             frames.append(ev.Transmit(addr, encode(Frame(pid, here, batch, aliases))))
+        for t in frames:
+            peer = self.peer_traffic.get(t.addr)
+            if peer is None:
+                peer = self.peer_traffic[t.addr] = Traffic()
+            peer.frames_out += 1
+            peer.bytes_out += len(t.data)
+            traffic.bytes_out += len(t.data)
         traffic.frames_out += len(frames)
-        traffic.bytes_out += sum(len(t.data) for t in frames)
         self.outputs += frames
         self.outbox = {}
         out, self.outputs = self.outputs, []
