@@ -42,6 +42,7 @@ from .oplog import OperatorLog
 from .recovery import ViewRecord
 from .storage import Storage
 from .trace import TraceWriter
+from .transport.base import Transport
 from .transport.tcp import TcpTransport, parse_address
 
 log = logging.getLogger("vsgroups")
@@ -82,7 +83,9 @@ class ViewChange:
     a group. ``members`` are member ids ``name#inc`` in age order (the oldest first: the
     coordinator). ``previous`` is the view this one follows here (None for the first). evs only:
     ``kind`` is ``"transitional"`` for the configuration that closes the old one, and ``primary``
-    tells whether the configuration belongs to the primary component (in vs every view does)."""
+    tells whether the configuration belongs to the primary component (in vs every view does).
+    ``joined`` are the members this view admits with the group's state, by state transfer (the
+    others come from earlier views: in evs, from this member's or, at a merge, from others)."""
 
     group: str
     view: str
@@ -90,6 +93,7 @@ class ViewChange:
     previous: str | None
     kind: str = "regular"  # or "transitional" (EVS)
     primary: bool = True
+    joined: tuple[str, ...] = ()
 
 
 class Replica:
@@ -182,7 +186,7 @@ class Group:
         self.node = node
         self.name = name
         self.model = model
-        self.replica = replica or Replica()
+        self.replica = replica if replica is not None else Replica()  # a replica may be falsy
         self.view: ViewChange | None = None
         self._joined = asyncio.Event()
         self._queues: list[asyncio.Queue[Delivery | ViewChange]] = []
@@ -392,7 +396,7 @@ class Group:
 
     def _on_view(self, out: ev.ViewInstalled, ready: bool) -> None:
         """A view was installed; ``ready``: this member holds the group state (a joiner may not yet)."""
-        self.view = ViewChange(self.name, out.view, out.members, out.prev, out.kind, out.primary)
+        self.view = ViewChange(self.name, out.view, out.members, out.prev, out.kind, out.primary, out.joined)
         recovering, self._recovering = self._recovering, False
         if self.node._storage is not None and out.kind == "regular":
             if recovering:
@@ -492,7 +496,7 @@ class Node:
         # called with (group, reason) when this process was excluded from a group and joins it again
         self.on_rejoin: Callable[[str, str], None] | None = None
         self._query_ids = itertools.count(1)
-        self._transport: TcpTransport | None = None
+        self._transport: Transport | None = None
         self._core: NodeCore
         self._trace: TraceWriter | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -538,10 +542,9 @@ class Node:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._transport = TcpTransport(self.listen, self.key, self._on_frame, max_frame=self.config.max_frame,
-                                       on_read_done=self._act)
+        self._transport = self._make_transport()
         await self._transport.start()
-        inc, counter = int(time.time() * 1000), None
+        inc, counter = int(self._wall_clock() * 1000), None
         if self._storage is not None:
             inc, counter = self._storage.identity(inc)
             self._recovered = counter is not None
@@ -550,11 +553,21 @@ class Node:
         if self._metrics is not None:
             await self._metrics.start()
 
+    def _make_transport(self) -> Transport:
+        """Real TCP; the simulator puts its own network here (``sim.aio``)."""
+        return TcpTransport(self.listen, self.key, self._on_frame, max_frame=self.config.max_frame,
+                            on_read_done=self._act)
+
+    def _wall_clock(self) -> float:
+        """Seconds since the epoch: incarnation numbers and trace times (virtual in the simulator)."""
+        return time.time()
+
     def _incarnate(self, inc: int, counter: int | None = None) -> None:
         """A new incarnation, or (``counter``: the message ids it used) one that recovers."""
         self._core = NodeCore(self.name, inc, self.address, self.config, seed=inc, counter=counter or 0)
         self._last_inc = inc
-        self._trace = TraceWriter(self.trace_dir, self.name, inc, time.time, recovered=counter is not None)
+        self._trace = TraceWriter(self.trace_dir, self.name, inc, self._wall_clock,
+                                  recovered=counter is not None)
 
     async def join(
         self, group: str, replica: Replica | None = None, timeout: float | None = JOIN_TIMEOUT,
@@ -663,7 +676,7 @@ class Node:
             return
         # this process was in the group before (it left, or was excluded): a member id serves one
         # membership, so it joins under a fresh one, in a trace file of its own
-        self._last_inc = inc = max(self._last_inc + 1, int(time.time() * 1000))
+        self._last_inc = inc = max(self._last_inc + 1, int(self._wall_clock() * 1000))
         assert self._trace is not None
         self._trace.rejoin(group, inc)
         if self._storage is not None:

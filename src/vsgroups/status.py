@@ -29,10 +29,11 @@ from . import __version__
 from .core.config import Config
 from .core.node import NodeCore, Traffic
 from .core.wire import CONTROL, Frame, StatusReply, StatusRequest, decode_control, decode_frame, encode
+from .transport.base import Transport
 from .transport.tcp import TcpTransport, parse_address
 
 
-def describe(core: NodeCore, transport: TcpTransport, config: Config) -> dict[str, Any]:
+def describe(core: NodeCore, transport: Transport, config: Config) -> dict[str, Any]:
     """The node's status, as ``vsgroups status --json`` prints it."""
     groups = []
     for name in sorted(core.groups):

@@ -32,6 +32,7 @@ class ViewInstalled:
     kind: str = "regular"
     state_pending: bool = False  # a joiner that does not hold the group state yet (``StateReady`` follows)
     follows: str | None = None  # evs, a primary view: the primary it was formed to succeed
+    joined: tuple[str, ...] = ()  # the members it admits with the group's state (state transfer)
 
 
 @dataclass(slots=True)

@@ -348,7 +348,8 @@ class GroupEngine:
         self.host.members_installed(members, self.addrs, now)
         pending = joined and value.state_from is not None and value.state_from != self.me
         self.emit(ev.ViewInstalled(self.name, value.id, members, prev, primary=self.primary,
-                                   state_pending=pending, follows=value.follows))
+                                   state_pending=pending, follows=value.follows,
+                                   joined=tuple(value.joiners) if value.state_from is not None else ()))
         if not self.transfer.installed(value, joined, now):
             return
         for view in list(self.future):
