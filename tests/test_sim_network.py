@@ -212,3 +212,21 @@ def test_a_process_that_left_a_group_joins_it_again_under_a_fresh_member_id(tmp_
     assert p3.digests["x"] == sim.procs["p1"].digests["x"] != ""
     sim.stop_all()
     assert check_dir(tmp_path, live=True, model="evs") == []
+
+
+def test_the_oldest_member_leaving_an_evs_primary_leaves_the_others_primary(tmp_path: Path) -> None:
+    """design §6.5: a value is primary only if its proposer stays in it; so a leaver never proposes
+    its own leave (the least member that stays does), or a graceful leave of the least member would
+    leave the others non-primary (found by the toolkit's dict workload)."""
+    sim = Simulation(seed=15, model="evs", trace_dir=tmp_path)
+    for i, name in enumerate(["p1", "p2", "p3"]):
+        sim.add(name, ["x"], founder=i == 0)
+    assert sim.run_until_true(sim.converged, 10)
+    sim.leave("p1", "x")
+    assert sim.run_until_true(lambda: "x" not in sim.procs["p1"].core.groups, 10)
+    assert sim.run_until_true(sim.converged, 10)
+    for name in ("p2", "p3"):
+        st = sim.procs[name].core.status("x")
+        assert st is not None and st.members == ("p2#0", "p3#0") and st.primary
+    sim.stop_all()
+    assert check_dir(tmp_path, live=True, model="evs") == []

@@ -164,9 +164,11 @@ class EvsConfigurationChange(ViewChange):
                 g.host.send(addr, probe)
 
     def _proposer(self, targets: list[str]) -> str:
-        """The least of ``targets`` that is not leaving: a leaver may be gone from the group already
-        (it answers only a proposal, with the news that it is not a member)."""
-        return next((t for t in targets if t not in self.leaves or t == self.g.me), targets[0])
+        """The least of ``targets`` that is not leaving (all of them leaving: the least). A leaver
+        may be gone from the group already (it answers only a proposal, with the news that it is
+        not a member), and a value whose proposer leaves it is never primary (docs/design.md §6.5):
+        a leaver that proposed its own leave left the others non-primary."""
+        return next((t for t in targets if t not in self.leaves), targets[0])
 
     def _try_decide(self, now: float) -> None:
         g = self.g
