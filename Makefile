@@ -1,8 +1,10 @@
 PYTHON ?= .venv/bin/python
 # `make soak SEEDS=20000..29999` sweeps another range, `MODELS=evs` one model; JOBS defaults to
-# every core.
+# every core. TOOLS are the toolkit workloads swept too, over TOOL_SEEDS.
 SEEDS ?= 0..9999
 MODELS ?= vs evs
+TOOLS ?= dict
+TOOL_SEEDS ?= 0..1999
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: test soak check
@@ -11,11 +13,14 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test:
 	$(PYTHON) -m pytest -q
 
-# 10,000 simulated seeds per model with every fault kind; prints the failing seeds and how to
-# replay each
+# 10,000 simulated seeds per model with every fault kind, then 2,000 seeds per model of each tool's
+# workload; prints the failing seeds and how to replay each
 soak:
 	status=0; for model in $(MODELS); do \
-		$(PYTHON) -m vsgroups.sim --model $$model --seeds $(SEEDS) --jobs $(JOBS) || status=1; done; exit $$status
+		$(PYTHON) -m vsgroups.sim --model $$model --seeds $(SEEDS) --jobs $(JOBS) || status=1; \
+		for tool in $(TOOLS); do \
+			$(PYTHON) -m vsgroups.sim --workload $$tool --model $$model --seeds $(TOOL_SEEDS) --jobs $(JOBS) \
+				|| status=1; done; done; exit $$status
 
 # the API reference, from the docstrings, into docs/api/ (open docs/api/index.html)
 .PHONY: api-docs

@@ -16,13 +16,18 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from ..traceview import render
 from .scenario import FAULTS, MODELS, Outcome, Spec, run
 from .timeline import timeline
+from .workloads import WORKLOADS, WorkloadOutcome, WorkloadSpec, run_workload
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--html", type=Path, metavar="FILE",
                         help="with --seed: draw the run as a space-time page (vsgroups trace view)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes of a sweep")
+    parser.add_argument("--workload", choices=WORKLOADS,
+                        help="run a tool of vsgroups.tools under faults and check its guarantee")
+    parser.add_argument("--broken", action="store_true",
+                        help="with --workload: the tool's deliberately broken variant (the check must fail)")
     args = parser.parse_args(argv)
     _quiet()
+    if args.workload is not None:
+        return _workloads(args)
     try:
         spec = Spec(args.seed if args.seed is not None else 0, args.nodes, args.faults, model=args.model)
         if args.duration is not None:
@@ -139,12 +150,12 @@ def _verdict(o: Outcome) -> str:
             f"checked in {o.check_time:.2f}s")
 
 
-def _results(jobs: list[_Job], workers: int) -> Iterator[_Result]:
+def _results(run_one: Callable[[A], B], jobs: list[A], workers: int) -> Iterator[B]:
     if workers == 1 or len(jobs) == 1:
-        yield from map(_execute, jobs)
+        yield from map(run_one, jobs)
         return
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_quiet) as pool:
-        yield from pool.imap_unordered(_execute, jobs)
+        yield from pool.imap_unordered(run_one, jobs)
 
 
 def _sweep(jobs: list[_Job], workers: int) -> int:
@@ -154,7 +165,7 @@ def _sweep(jobs: list[_Job], workers: int) -> int:
     deliveries = frames = 0
     busy = checking = 0.0
     slowest: tuple[float, int] | None = None  # virtual time to converge after the final heal, seed
-    for result in _results(jobs, workers):
+    for result in _results(_execute, jobs, workers):
         o = result.outcome
         if o.converge_time is not None:
             slowest = max(slowest or (o.converge_time, o.spec.seed), (o.converge_time, o.spec.seed))
@@ -181,6 +192,40 @@ def _sweep(jobs: list[_Job], workers: int) -> int:
         print(f"  replay: {o.spec.command()} --trace DIR --timeline")
         for line in result.timeline:
             print(f"  {line}")
+    return 1 if failed else 0
+
+
+def _workloads(args: argparse.Namespace) -> int:
+    """``--workload``: one seed (with ``--trace``, its traces) or a sweep of seeds of a tool."""
+    if args.html is not None or args.timeline:
+        raise SystemExit("vsgroups sim: error: --html and --timeline draw protocol runs, not --workload")
+    if args.seed is not None:
+        spec = WorkloadSpec(args.seed, args.workload, args.model, broken=args.broken)
+        outcome = run_workload(spec, args.trace)
+        print(outcome.verdict())
+        for problem in outcome.problems():
+            print(f"  {problem}")
+        if not outcome.ok:
+            print(f"replay: {spec.command()} --trace DIR")
+        return 0 if outcome.ok else 1
+    first, last = args.seeds
+    specs = [WorkloadSpec(s, args.workload, args.model, broken=args.broken) for s in range(first, last + 1)]
+    started = time.perf_counter()
+    progress = _Progress(len(specs))
+    failed: list[WorkloadOutcome] = []
+    busy = 0.0
+    for outcome in _results(run_workload, specs, max(1, args.jobs)):
+        busy += outcome.cpu_time
+        if not outcome.ok:
+            failed.append(outcome)
+        progress.update(len(failed))
+    progress.close()
+    print(f"{len(specs)} seeds of the {args.workload} workload ({args.model}"
+          f"{', broken' if args.broken else ''}): {len(specs) - len(failed)} passed, {len(failed)} failed in "
+          f"{time.perf_counter() - started:.1f}s; {busy / len(specs):.2f}s of CPU per seed")
+    for outcome in sorted(failed, key=lambda o: o.spec.seed):
+        print(f"seed {outcome.spec.seed} FAILED: {outcome.problems()[0].splitlines()[0][:300]}")
+        print(f"  replay: {outcome.spec.command()} --trace DIR")
     return 1 if failed else 0
 
 

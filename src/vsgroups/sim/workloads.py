@@ -1,0 +1,384 @@
+"""Seeded fault runs of the toolkit: ``vsgroups sim --workload TOOL``.
+
+Each tool of ``vsgroups.tools`` runs as the very code a program runs over TCP, on the API's own
+runtime in the simulator (``aio``), on 3–5 nodes that use it at random while faults strike:
+crashes (and restarts as new incarnations), partitions and heals, frame loss, duplication and delay
+spikes, brand-new nodes joining, members leaving and coming back. Then the network heals, every
+node rejoins, the group settles into one view, and the tool's own guarantee is checked — along the
+way (per view) and at the end — besides the trace checker (``vsgroups check``).
+
+In vs a group blocks, legitimately, once a quorum of its view is gone; such a run proves nothing.
+So vs runs disturb one node at a time (a crash, a partition that cuts it off, a leave) and let the
+group settle before the next; evs runs take any faults, since every component goes on.
+
+Every tool comes with a *broken* variant (``--broken``): the same tool with one deliberate mistake,
+which the check must catch in some seeds — the proof that the check can fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from ..api import ViewChange
+from ..check import check_dir
+from ..core import Config
+from ..errors import VsgroupsError
+from ..tools import ReplicatedDict
+from .aio import SimNetwork, SimNode, VirtualLoop, run
+
+MODELS = ("vs", "evs")
+FINAL_LIMIT = 30.0  # virtual seconds for the group to settle after the final heal
+CONFIG = Config(suspect_timeout=0.5)
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """One run: a pure function of these fields."""
+
+    seed: int
+    tool: str
+    model: str = "vs"
+    duration: float = 4.0  # virtual seconds of load and faults
+    broken: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tool not in WORKLOADS:
+            raise ValueError(f"unknown workload {self.tool!r}: use one of {', '.join(WORKLOADS)}")
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}: use vs or evs")
+
+    def command(self) -> str:
+        extra = f" --model {self.model}" if self.model != "vs" else ""
+        extra += " --broken" if self.broken else ""
+        return f"vsgroups sim --workload {self.tool} --seed {self.seed}{extra}"
+
+
+@dataclass
+class WorkloadOutcome:
+    spec: WorkloadSpec
+    problems_found: list[str] = field(default_factory=list)  # the tool's guarantee, and the trace checker
+    ops: int = 0
+    faults: int = 0
+    incarnations: int = 0
+    virtual: float = 0.0
+    cpu_time: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems_found
+
+    def problems(self) -> list[str]:
+        return self.problems_found
+
+    def verdict(self) -> str:
+        return (f"seed {self.spec.seed}: {'OK' if self.ok else 'FAILED'} - {self.spec.tool} "
+                f"({self.spec.model}{', broken' if self.spec.broken else ''}), {self.incarnations} "
+                f"incarnations, {self.faults} faults, {self.ops} operations; {self.virtual:.1f}s "
+                f"virtual in {self.cpu_time:.2f}s of CPU")
+
+
+class Problems:
+    """What a run found wrong, each once."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, None] = {}
+
+    def add(self, text: str) -> None:
+        self.found.setdefault(text, None)
+
+
+# -- the tools under test ------------------------------------------------------------------------------
+
+
+def _digest(state: Any) -> str:
+    return hashlib.sha256(msgpack.packb(state, default=repr)).hexdigest()[:16]
+
+
+class _CheckedDict(ReplicatedDict):
+    """The dictionary, recording its state each time a view settles here (the per-view check)."""
+
+    record: Callable[[str, str, str], None] = staticmethod(lambda view, member, digest: None)
+
+    def settled_view(self, view: ViewChange) -> None:
+        self.record(view.view, self.group.member_id, _digest(sorted(self.snapshot(), key=repr)))
+
+
+class _BrokenDict(_CheckedDict):
+    """Updates in fifo order: each sender's in its order, but two senders' writes to one key may be
+    applied in different orders at different members."""
+
+    order = "fifo"
+
+
+class DictWorkload:
+    """Random writes (set, delete, update) to a few keys from every member; every member that
+    settles a view holds the same dictionary then, and at the end all members hold the same one."""
+
+    def __init__(self, broken: bool, problems: Problems) -> None:
+        self.cls = _BrokenDict if broken else _CheckedDict
+        self.problems = problems
+        self.at_view: dict[str, dict[str, str]] = {}  # view: member: digest
+
+    def _record(self, view: str, member: str, digest: str) -> None:
+        self.at_view.setdefault(view, {})[member] = digest
+
+    async def join(self, node: SimNode, model: str) -> ReplicatedDict:
+        tool = await self.cls.join(node, "tool", model=model, timeout=None)
+        tool.record = self._record  # type: ignore[method-assign]
+        return tool
+
+    async def operate(self, tool: Any, rng: random.Random) -> None:
+        key = f"k{rng.randrange(4)}"
+        roll = rng.random()
+        if roll < 0.7:
+            await tool.set(key, rng.randrange(1000))
+        elif roll < 0.85:
+            await tool.delete(key)
+        else:
+            await tool.update({key: rng.randrange(1000), f"k{rng.randrange(4)}": "u"})
+
+    def check(self, tools: list[Any]) -> None:
+        for view, digests in sorted(self.at_view.items()):
+            if len(set(digests.values())) > 1:
+                self.problems.add(f"members that settled view {view} hold different dictionaries: "
+                                  f"{digests}")
+        finals = {t.group.member_id: dict(t) for t in tools}
+        if len({repr(sorted(d.items(), key=repr)) for d in finals.values()}) > 1:
+            self.problems.add(f"the members end with different dictionaries: {finals}")
+
+
+WORKLOADS: dict[str, type[DictWorkload]] = {"dict": DictWorkload}
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+
+class _Member:
+    def __init__(self, name: str, node: SimNode) -> None:
+        self.name = name
+        self.node = node
+        self.tool: Any = None
+        self.client: asyncio.Task[None] | None = None
+
+
+class _Run:
+    def __init__(self, spec: WorkloadSpec, loop: VirtualLoop, trace_dir: Path, outcome: WorkloadOutcome,
+                 problems: Problems) -> None:
+        self.spec = spec
+        self.loop = loop
+        self.trace_dir = trace_dir
+        self.outcome = outcome
+        self.rng = random.Random(f"{spec.seed}/workload")
+        self.net = SimNetwork(loop, spec.seed)
+        self.workload = WORKLOADS[spec.tool](spec.broken, problems)
+        self.members: dict[str, _Member] = {}
+        self.addresses: list[str] = []
+        self.down: set[str] = set()  # crashed, not yet restarted
+        self.away: set[str] = set()  # left the group, not yet back
+        self.cut = False  # a partition is on
+        self.names = 0
+
+    def _node(self, name: str, address: str | None = None) -> SimNode:
+        node = SimNode(self.net, name, address=address, trace_dir=self.trace_dir, config=CONFIG, found=False)
+        node.seeds = self.addresses  # shared: a node asks every node there is when it joins
+        self.outcome.incarnations += 1
+        return node
+
+    async def start(self) -> None:
+        for _ in range(self.rng.randint(3, 5)):
+            self.names += 1
+            name = f"n{self.names}"
+            node = self._node(name)
+            self.addresses.append(node.sim_address)
+            self.members[name] = _Member(name, node)
+        first = True
+        for member in self.members.values():
+            member.node.found = first
+            first = False
+            await member.node.start()
+            await self._join(member)
+
+    async def _join(self, member: _Member) -> None:
+        member.tool = await self.workload.join(member.node, self.spec.model)
+        member.client = self.loop.create_task(self._client(member))
+        member.client.add_done_callback(self._failed)
+
+    async def _client(self, member: _Member) -> None:
+        rng = random.Random(f"{self.spec.seed}/client/{member.name}/{self.outcome.incarnations}")
+        while True:
+            await asyncio.sleep(rng.expovariate(1 / 0.05))
+            try:
+                await self.workload.operate(member.tool, rng)
+                self.outcome.ops += 1
+            except VsgroupsError:
+                await asyncio.sleep(0.2)  # blocked, excluded, leaving: try again later
+
+    # -- faults ---------------------------------------------------------------------------------------
+
+    def _calm(self) -> bool:
+        """vs: nothing disturbed now, and the group in one view of every running member."""
+        up = [m for m in self.members.values() if m.name not in self.down | self.away]
+        views = {m.tool.group.view.view if m.tool and m.tool.group.view else None for m in up}
+        return not (self.down or self.away or self.cut) and len(views) == 1 and None not in views
+
+    async def faults(self) -> None:
+        end = self.loop.time() + self.spec.duration
+        while self.loop.time() < end:
+            await asyncio.sleep(self.rng.uniform(0.2, 0.6))
+            if self.spec.model == "vs" and not self._calm():
+                continue
+            kind = self.rng.choice(["crash", "partition", "loss", "dup", "spike", "join", "leave"])
+            self.outcome.faults += 1
+            await getattr(self, f"fault_{kind}")()
+
+    def _pick(self) -> _Member | None:
+        up = [m for m in self.members.values() if m.name not in self.down | self.away and m.tool]
+        return self.rng.choice(up) if len(up) > 1 else None
+
+    async def fault_crash(self) -> None:
+        member = self._pick()
+        if member is None:
+            return
+        self.down.add(member.name)
+        if member.client is not None:
+            member.client.cancel()
+        await member.node.abort()
+        self.loop.call_later(self.rng.uniform(0.5, 1.5), self._spawn, self._restart(member))
+
+    async def _restart(self, member: _Member) -> None:
+        member.node = self._node(member.name, member.node.sim_address)
+        await member.node.start()
+        await self._join(member)
+        self.down.discard(member.name)
+
+    async def fault_partition(self) -> None:
+        addrs = [m.node.sim_address for m in self.members.values()]
+        self.rng.shuffle(addrs)
+        cut = 1 if self.spec.model == "vs" else self.rng.randint(1, len(addrs) - 1)
+        self.net.partition(addrs[cut:], addrs[:cut])  # vs: one node alone, the majority goes on
+        self.cut = True
+        self.loop.call_later(self.rng.uniform(0.5, 1.5), self._heal)
+
+    def _heal(self) -> None:
+        self.net.heal()
+        self.cut = False
+
+    async def fault_loss(self) -> None:
+        self._degrade("loss", self.rng.uniform(0.01, 0.1))
+
+    async def fault_dup(self) -> None:
+        self._degrade("dup", self.rng.uniform(0.01, 0.1))
+
+    async def fault_spike(self) -> None:
+        self._degrade("spike", self.rng.uniform(0.01, 0.2))
+
+    def _degrade(self, kind: str, value: float) -> None:
+        addrs = [m.node.sim_address for m in self.members.values()]
+        links = [(a, b) for a in addrs for b in addrs if a != b and self.rng.random() < 0.5]
+        self.net.net.degrade(kind, links, value, self.loop.time() + self.rng.uniform(0.2, 1.0))
+
+    async def fault_join(self) -> None:
+        if len(self.members) >= 7:
+            return
+        self.names += 1
+        name = f"n{self.names}"
+        node = self._node(name)
+        self.addresses.append(node.sim_address)
+        member = self.members[name] = _Member(name, node)
+        self.away.add(name)  # until it holds the state
+        await node.start()
+        self._spawn(self._come_back(member))
+
+    async def fault_leave(self) -> None:
+        member = self._pick()
+        if member is None:
+            return
+        self.away.add(member.name)
+        if member.client is not None:
+            member.client.cancel()
+        with contextlib.suppress(VsgroupsError):
+            await member.tool.leave()
+        self.loop.call_later(self.rng.uniform(0.3, 1.0), self._spawn, self._come_back(member))
+
+    async def _come_back(self, member: _Member) -> None:
+        await self._join(member)
+        self.away.discard(member.name)
+
+    def _spawn(self, work: Any) -> None:
+        self.loop.create_task(work).add_done_callback(self._failed)
+
+    def _failed(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.workload.problems.add(f"a task of the run failed: {task.exception()!r}")
+
+    # -- the end --------------------------------------------------------------------------------------
+
+    async def finish(self) -> list[Any]:
+        """Heal, let every node come back, wait for one settled view of all, stop the load."""
+        self.net.heal()
+        self.net.net.calm()
+        self.cut = False
+        deadline = self.loop.time() + FINAL_LIMIT
+        while self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            if self._calm() and all(m.tool.settled and m.tool.group.view.kind == "regular" and
+                                    len(m.tool.group.members) == len(self.members)
+                                    for m in self.members.values()):
+                break
+        else:
+            views = {m.name: (m.tool.group.view, m.tool.settled) if m.tool else None
+                     for m in self.members.values()}
+            self.workload.problems.add(f"the group did not settle into one view of all {len(self.members)} "
+                                       f"nodes within {FINAL_LIMIT}s of the final heal: {views}")
+        for member in self.members.values():
+            if member.client is not None:
+                member.client.cancel()
+        tools = [m.tool for m in self.members.values()]
+        markers = {f"end-{m.name}" for m in self.members.values()}
+        with contextlib.suppress(VsgroupsError):
+            for m in self.members.values():
+                await m.tool.submit(["set", f"end-{m.name}", True])  # everything before is applied after
+            while self.loop.time() < deadline + 10 and not all(markers <= set(t) for t in tools):
+                await asyncio.sleep(0.01)
+        return tools
+
+
+def run_workload(spec: WorkloadSpec, trace_dir: str | Path | None = None) -> WorkloadOutcome:
+    outcome = WorkloadOutcome(spec)
+    problems = Problems()
+    started = time.process_time()
+    with tempfile.TemporaryDirectory(prefix="vsgroups-workload-") as tmp:
+        traces = Path(trace_dir) if trace_dir is not None else Path(tmp)
+        traces.mkdir(parents=True, exist_ok=True)
+
+        async def main(loop: VirtualLoop) -> None:
+            sim = _Run(spec, loop, traces, outcome, problems)
+            await sim.start()
+            await sim.faults()
+            tools = await sim.finish()
+            sim.workload.check(tools)
+            for member in sim.members.values():
+                await member.node.close()
+            outcome.virtual = loop.time()
+            problems.found.update(dict.fromkeys(loop.errors))
+
+        try:
+            run(main, limit=spec.duration + 120)
+        except Exception as exc:  # the run itself broke: that is a finding too
+            problems.add(f"the run raised {exc!r}")
+        outcome.cpu_time = time.process_time() - started
+        problems.found.update(dict.fromkeys(
+            str(v) for v in check_dir(traces, live=False, model=spec.model)))
+    outcome.problems_found = list(problems.found)
+    return outcome

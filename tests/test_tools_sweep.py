@@ -1,0 +1,44 @@
+"""The toolkit under simulated faults (``vsgroups sim --workload``): a CI sample of seeds per tool
+and model, the broken variant of each tool caught, and runs that are functions of their seed."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from vsgroups.sim.workloads import MODELS, WORKLOADS, WorkloadSpec, run_workload
+
+SAMPLE = range(12)  # seeds per tool and model; `make soak` sweeps many more
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("tool", WORKLOADS)
+def test_a_sample_of_seeds_keeps_the_tools_guarantee(tool: str, model: str) -> None:
+    failed = {}
+    for seed in SAMPLE:
+        outcome = run_workload(WorkloadSpec(seed, tool, model))
+        assert outcome.ops > 50 and outcome.faults > 0, outcome.verdict()  # it did work under faults
+        if not outcome.ok:
+            failed[outcome.spec.command()] = outcome.problems()
+    assert not failed, failed
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("tool", WORKLOADS)
+def test_the_broken_variant_of_each_tool_is_caught(tool: str, model: str) -> None:
+    """The check can fail: the same tool with one deliberate mistake fails it in most seeds."""
+    caught = [run_workload(WorkloadSpec(seed, tool, model, broken=True)).ok is False for seed in range(6)]
+    assert sum(caught) >= 3, caught
+
+
+def test_a_workload_run_is_a_function_of_its_seed(tmp_path: Path) -> None:
+    digests, verdicts = [], []
+    for attempt in ("a", "b"):
+        outcome = run_workload(WorkloadSpec(3, "dict", "evs"), tmp_path / attempt)
+        assert outcome.ok, outcome.problems()
+        verdicts.append(outcome.verdict().split(" in ")[0])  # less the CPU time
+        files = sorted((tmp_path / attempt).iterdir())
+        digests.append(hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in files)).digest())
+    assert digests[0] == digests[1] and verdicts[0] == verdicts[1]
