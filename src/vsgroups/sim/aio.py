@@ -21,6 +21,7 @@ node are lost; a restart is a new ``SimNode`` of the same name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import selectors
 from collections.abc import Callable, Coroutine, Iterable
@@ -196,4 +197,11 @@ def run(main: Callable[[VirtualLoop], Coroutine[Any, Any, T]], limit: float = 60
     try:
         return loop.run_until_complete(bounded())
     finally:
+        # as asyncio.run does: what is still pending is cancelled and given a moment to finish
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            with contextlib.suppress(Deadlock):
+                loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
         loop.close()

@@ -34,7 +34,7 @@ from ..api import ViewChange
 from ..check import check_dir
 from ..core import Config
 from ..errors import VsgroupsError
-from ..tools import ReplicatedDict
+from ..tools import LockService, ReplicatedDict
 from .aio import SimNetwork, SimNode, VirtualLoop, run
 
 MODELS = ("vs", "evs")
@@ -105,13 +105,52 @@ def _digest(state: Any) -> str:
     return hashlib.sha256(msgpack.packb(state, default=repr)).hexdigest()[:16]
 
 
-class _CheckedDict(ReplicatedDict):
-    """The dictionary, recording its state each time a view settles here (the per-view check)."""
+class _Recording:
+    """Mixed into a tool: records its state each time a view settles here (the per-view check)."""
 
     record: Callable[[str, str, str], None] = staticmethod(lambda view, member, digest: None)
+    group: Any
+    snapshot: Callable[[], Any]  # the tool's
 
     def settled_view(self, view: ViewChange) -> None:
-        self.record(view.view, self.group.member_id, _digest(sorted(self.snapshot(), key=repr)))
+        super().settled_view(view)  # type: ignore[misc]
+        self.record(view.view, self.group.member_id, _digest(self.snapshot()))
+
+
+class Workload:
+    """A tool under test: how members join it and use it, and what must hold."""
+
+    tool: type[Any]
+    broken: type[Any]
+
+    def __init__(self, broken: bool, problems: Problems) -> None:
+        self.cls = self.broken if broken else self.tool
+        self.problems = problems
+        self.at_view: dict[str, dict[str, str]] = {}  # view: member: digest
+
+    async def join(self, node: SimNode, model: str) -> Any:
+        tool = await self.cls.join(node, "tool", model=model, timeout=None)
+        tool.record = self._record
+        return tool
+
+    def _record(self, view: str, member: str, digest: str) -> None:
+        self.at_view.setdefault(view, {})[member] = digest
+
+    async def operate(self, tool: Any, rng: random.Random) -> None:
+        raise NotImplementedError
+
+    def check(self, tools: list[Any]) -> None:
+        for view, digests in sorted(self.at_view.items()):
+            if len(set(digests.values())) > 1:
+                self.problems.add(f"members that settled view {view} hold different states: {digests}")
+        finals = {t.group.member_id: _digest(t.snapshot()) for t in tools}
+        if len(set(finals.values())) > 1:
+            self.problems.add(f"the members end with different states: {finals}")
+
+
+class _CheckedDict(_Recording, ReplicatedDict):
+    def snapshot(self) -> Any:
+        return sorted(super().snapshot(), key=repr)
 
 
 class _BrokenDict(_CheckedDict):
@@ -121,22 +160,11 @@ class _BrokenDict(_CheckedDict):
     order = "fifo"
 
 
-class DictWorkload:
+class DictWorkload(Workload):
     """Random writes (set, delete, update) to a few keys from every member; every member that
     settles a view holds the same dictionary then, and at the end all members hold the same one."""
 
-    def __init__(self, broken: bool, problems: Problems) -> None:
-        self.cls = _BrokenDict if broken else _CheckedDict
-        self.problems = problems
-        self.at_view: dict[str, dict[str, str]] = {}  # view: member: digest
-
-    def _record(self, view: str, member: str, digest: str) -> None:
-        self.at_view.setdefault(view, {})[member] = digest
-
-    async def join(self, node: SimNode, model: str) -> ReplicatedDict:
-        tool = await self.cls.join(node, "tool", model=model, timeout=None)
-        tool.record = self._record  # type: ignore[method-assign]
-        return tool
+    tool, broken = _CheckedDict, _BrokenDict
 
     async def operate(self, tool: Any, rng: random.Random) -> None:
         key = f"k{rng.randrange(4)}"
@@ -148,17 +176,58 @@ class DictWorkload:
         else:
             await tool.update({key: rng.randrange(1000), f"k{rng.randrange(4)}": "u"})
 
-    def check(self, tools: list[Any]) -> None:
-        for view, digests in sorted(self.at_view.items()):
-            if len(set(digests.values())) > 1:
-                self.problems.add(f"members that settled view {view} hold different dictionaries: "
-                                  f"{digests}")
-        finals = {t.group.member_id: dict(t) for t in tools}
-        if len({repr(sorted(d.items(), key=repr)) for d in finals.values()}) > 1:
-            self.problems.add(f"the members end with different dictionaries: {finals}")
+
+class _CheckedLocks(_Recording, LockService):
+    grants: Callable[[str, str, str, int], None] = staticmethod(lambda member, resource, request, fence: None)
+
+    def granted(self, resource: str, request: str, member: str, fence: int) -> None:
+        self.grants(self.group.member_id, resource, request, fence)
 
 
-WORKLOADS: dict[str, type[DictWorkload]] = {"dict": DictWorkload}
+class _BrokenLocks(_CheckedLocks):
+    """A lock granted on request receipt rather than in one order: requests in fifo order, so
+    members queue two members' requests in different orders and give one fencing number to
+    different requests."""
+
+    order = "fifo"
+
+
+class LockWorkload(Workload):
+    """Every member acquires one of two locks, holds it a moment and releases it. Each fencing
+    number is granted to one request, the same at every member that grants it, and every member
+    grants in increasing order (no two holders with one number, no stale number reused); members
+    that settle a view hold the same queues then, and all the same at the end."""
+
+    tool, broken = _CheckedLocks, _BrokenLocks
+
+    def __init__(self, broken: bool, problems: Problems) -> None:
+        super().__init__(broken, problems)
+        self.fences: dict[int, tuple[str, str]] = {}  # fence: (resource, request)
+        self.last: dict[str, int] = {}  # member: the last fencing number it granted
+
+    async def join(self, node: SimNode, model: str) -> Any:
+        tool = await super().join(node, model)
+        tool.grants = self._granted
+        return tool
+
+    def _granted(self, member: str, resource: str, request: str, fence: int) -> None:
+        first = self.fences.setdefault(fence, (resource, request))
+        if first != (resource, request):
+            self.problems.add(f"fencing number {fence} granted to {first} and, at {member}, to "
+                              f"{(resource, request)}")
+        if fence <= self.last.get(member, 0):
+            self.problems.add(f"{member} granted fencing number {fence} after {self.last[member]}")
+        self.last[member] = fence
+
+    async def operate(self, tool: Any, rng: random.Random) -> None:
+        grant = await asyncio.wait_for(tool.acquire(f"r{rng.randrange(2)}"), 2.0)
+        try:
+            await asyncio.sleep(rng.uniform(0.0, 0.05))
+        finally:
+            await tool.release(grant)
+
+
+WORKLOADS: dict[str, type[Workload]] = {"dict": DictWorkload, "lock": LockWorkload}
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -221,8 +290,8 @@ class _Run:
             try:
                 await self.workload.operate(member.tool, rng)
                 self.outcome.ops += 1
-            except VsgroupsError:
-                await asyncio.sleep(0.2)  # blocked, excluded, leaving: try again later
+            except (VsgroupsError, TimeoutError):
+                await asyncio.sleep(0.2)  # blocked, excluded, leaving, waiting long: try again later
 
     # -- faults ---------------------------------------------------------------------------------------
 
@@ -345,12 +414,10 @@ class _Run:
             if member.client is not None:
                 member.client.cancel()
         tools = [m.tool for m in self.members.values()]
-        markers = {f"end-{m.name}" for m in self.members.values()}
-        with contextlib.suppress(VsgroupsError):
-            for m in self.members.values():
-                await m.tool.submit(["set", f"end-{m.name}", True])  # everything before is applied after
-            while self.loop.time() < deadline + 10 and not all(markers <= set(t) for t in tools):
-                await asyncio.sleep(0.01)
+        while self.loop.time() < deadline + 10:  # the operations in flight are applied everywhere
+            if len({_digest(t.snapshot()) for t in tools}) == 1:
+                break
+            await asyncio.sleep(0.01)
         return tools
 
 

@@ -96,6 +96,8 @@ class Replicated(Replica):
             return await done
         finally:
             self._pending.pop(rid, None)
+            if done.done() and not done.cancelled():
+                done.exception()  # failed while the cast waited: the caller hears the cast's own error
 
     async def flush(self) -> None:
         """Return once every operation this member submitted is stable (held by every member):

@@ -1,0 +1,197 @@
+"""Locks and counting semaphores with fencing numbers (1987a §3.3; docs/guide/tools.md).
+
+A ``LockService`` is a ``Replicated`` state machine on one group that serves any number of named
+resources, each with a capacity (1: a lock; N: a counting semaphore). The state is, per resource,
+the queue of requests in request order. Requests and releases are cast in total order, so every
+member holds the same queue; the first ``capacity`` requests of a queue hold the resource, and a
+request becomes a holder — it is *granted* — at the same point of the stream at every member. Each
+grant carries a fencing number, one more than the service's previous grant, so a resource that
+remembers the highest number it has seen can refuse a stale holder.
+
+* Fair: requests are granted in request order.
+* A holder's failure releases its grants at the view change that removes it (its member id is
+  gone from the view; every member drops its requests at that point).
+* Grants only in the primary component. A vs group runs only there. In evs a configuration that
+  is not primary grants nothing and revokes the grants it holds (their holders learn it: the
+  primary side may grant the resource to someone else); at a merge the members reconcile
+  (``Replicated``): the primary component's queue wins, so a merge never leaves two holders, and a
+  request lost with a non-primary side is made again by its requester.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api import Node, ViewChange
+from ..errors import VsgroupsError
+from .replicated import Replicated
+
+
+class LockLost(VsgroupsError):
+    """The grant was revoked: its holder left the primary component (or was excluded), so another
+    member may hold the resource now. Its fencing number is stale."""
+
+
+@dataclass
+class Grant:
+    """A resource held by this member: show ``fence`` to the resource with every use."""
+
+    resource: str
+    request: str
+    fence: int
+    lost: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # set if revoked
+
+    def check(self) -> None:
+        """Raise ``LockLost`` if the grant was revoked (call it before each use of the resource)."""
+        if self.lost.is_set():
+            raise LockLost(f"the grant of {self.resource!r} (fencing number {self.fence}) was revoked")
+
+
+class LockService(Replicated):
+    """``locks = await LockService.join(node, "locks")``; then ``async with locks.hold("printer") as
+    grant: ...`` or ``grant = await locks.acquire("printer")`` ... ``await locks.release(grant)``."""
+
+    # Safe order: a request or release is delivered only once every member holds it, so a grant
+    # that any member computes — even one that fails right after — is computed by every member that
+    # survives, with the same fencing number. In total order a member could be granted a resource
+    # on a request that it alone delivered before it failed, and act on it.
+    order = "safe"
+
+    def __init__(self, node: Node, group: str, capacities: dict[str, int] | None = None) -> None:
+        super().__init__(node, group)
+        self.capacities = dict(capacities or {})  # resource: capacity (default 1: a lock)
+        self.fence = 0  # the fencing number of the service's last grant
+        self.queues: dict[str, list[list[Any]]] = {}  # resource: [request id, member, fence or None]
+        self.released: set[str] = set()  # request ids given up: a late copy of their acquire is void
+        self.granting = True  # grants may be made: the configuration is a regular primary one
+        self._granted: dict[str, asyncio.Future[Grant]] = {}  # our requests waiting for their grant
+        self._grants: dict[str, Grant] = {}  # our grants, by request id
+        self._wanted: dict[str, str] = {}  # our requests not yet released: request id -> resource
+
+    # -- the application's calls -------------------------------------------------------------------
+
+    async def acquire(self, resource: str) -> Grant:
+        """Queue a request for ``resource`` and return its grant once it is at the head (within the
+        capacity). Cancelling the call withdraws the request."""
+        rid = f"{self.group.member_id}/L{next(self._ids)}"
+        granted = asyncio.get_running_loop().create_future()
+        self._granted[rid] = granted
+        self._wanted[rid] = resource
+        try:
+            await self.submit(["acquire", resource, rid])
+            return await granted
+        except (Exception, asyncio.CancelledError):
+            self._granted.pop(rid, None)
+            if self._wanted.pop(rid, None) is not None:
+                with contextlib.suppress(VsgroupsError):
+                    await asyncio.shield(self.submit(["release", resource, rid]))
+            raise
+
+    async def release(self, grant: Grant) -> None:
+        """Give ``grant`` up (nothing happens if it was lost meanwhile)."""
+        self._wanted.pop(grant.request, None)
+        self._grants.pop(grant.request, None)
+        await self.submit(["release", grant.resource, grant.request])
+
+    @contextlib.asynccontextmanager
+    async def hold(self, resource: str) -> AsyncIterator[Grant]:
+        grant = await self.acquire(resource)
+        try:
+            yield grant
+        finally:
+            with contextlib.suppress(VsgroupsError):
+                await self.release(grant)
+
+    def holders(self, resource: str) -> list[tuple[str, int]]:
+        """(member id, fencing number) of the holders of ``resource``, as this member knows them."""
+        return [(member, fence) for _, member, fence in self.queues.get(resource, []) if fence is not None]
+
+    # -- the state machine -------------------------------------------------------------------------
+
+    def apply_op(self, op: list[Any], sender: str) -> Any:
+        kind, resource, rid = op
+        queue = self.queues.setdefault(resource, [])
+        if kind == "acquire":
+            if rid not in self.released and not any(r[0] == rid for r in queue):
+                queue.append([rid, sender, None])
+        elif kind == "release":
+            queue[:] = [r for r in queue if r[0] != rid]
+            self.released.add(rid)
+        else:
+            raise ValueError(f"unknown lock operation {kind!r}")
+        self._grant()
+        return None
+
+    def settled_view(self, view: ViewChange) -> None:
+        members = set(view.members)
+        for queue in self.queues.values():
+            queue[:] = [r for r in queue if r[1] in members]  # a holder's failure releases its grants
+        self.released = {rid for rid in self.released if rid.rpartition("/")[0] in members}
+        self.granting = view.primary
+        if not view.primary:
+            for queue in self.queues.values():
+                for request in queue:
+                    request[2] = None  # a configuration that is not primary holds nothing
+        self._notice()
+        self._grant()
+        self._ask_again()
+
+    def view_changed(self, view: ViewChange) -> None:
+        if not view.primary:
+            # no grant from here on: not in a transitional configuration (its members may deliver
+            # what others of the old one do not), nor in a regular one that is not primary
+            self.granting = False
+        super().view_changed(view)
+
+    def _grant(self) -> None:
+        if not (self.granting and self.settled):
+            return
+        for resource, queue in self.queues.items():
+            for request in queue[:self.capacities.get(resource, 1)]:
+                if request[2] is None:
+                    self.fence += 1
+                    request[2] = self.fence
+                    self.granted(resource, request[0], request[1], self.fence)
+        self._notice()
+
+    def granted(self, resource: str, request: str, member: str, fence: int) -> None:
+        """A hook: ``resource`` was granted to ``request`` of ``member`` with fencing number ``fence``
+        (every member calls it for every grant, at the same point of the stream)."""
+
+    def _notice(self) -> None:
+        """Tell our waiting requests of their grants and our holders of their losses."""
+        mine = {r[0]: (resource, r[2]) for resource, queue in self.queues.items() for r in queue}
+        for rid, grant in list(self._grants.items()):
+            if mine.get(rid, (None, None))[1] != grant.fence:
+                del self._grants[rid]
+                grant.lost.set()
+        for rid, waiting in list(self._granted.items()):
+            resource, fence = mine.get(rid, (None, None))
+            if fence is not None and resource is not None:
+                del self._granted[rid]
+                grant = self._grants[rid] = Grant(resource, rid, fence)
+                if not waiting.done():
+                    waiting.set_result(grant)
+
+    def _ask_again(self) -> None:
+        """Requests of ours that a reconciliation dropped (they were made on a non-primary side) are
+        made again; an acquire of a request already queued, or released, does nothing."""
+        queued = {r[0] for queue in self.queues.values() for r in queue}
+        for rid in self._granted:
+            if rid not in queued and rid in self._wanted:
+                task = asyncio.get_running_loop().create_task(
+                    self.submit(["acquire", self._wanted[rid], rid]))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def snapshot(self) -> Any:
+        return {"fence": self.fence, "queues": self.queues, "released": sorted(self.released)}
+
+    def restore(self, state: Any) -> None:
+        self.fence = state["fence"]
+        self.queues = {resource: [list(r) for r in queue] for resource, queue in state["queues"].items()}
+        self.released = set(state["released"])
+        self._notice()
