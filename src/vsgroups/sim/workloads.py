@@ -34,7 +34,7 @@ from ..api import ViewChange
 from ..check import check_dir
 from ..core import Config
 from ..errors import VsgroupsError
-from ..tools import LockService, ReplicatedDict
+from ..tools import LockService, ReplicatedDict, Watch
 from .aio import SimNetwork, SimNode, VirtualLoop, run
 
 MODELS = ("vs", "evs")
@@ -227,7 +227,74 @@ class LockWorkload(Workload):
             await tool.release(grant)
 
 
-WORKLOADS: dict[str, type[Workload]] = {"dict": DictWorkload, "lock": LockWorkload}
+class _SuspicionWatch(Watch):
+    """Departures from the failure detector instead of the views: a member learns of one when it
+    suspects it, at a point of its own, perhaps in a view that still holds it."""
+
+    def __init__(self, group: Any) -> None:
+        super().__init__(group)
+        self._reported: set[str] = set()
+        self._poll = asyncio.get_running_loop().create_task(self._suspect())
+
+    async def _suspect(self) -> None:
+        core = self.group.node._core
+        while True:
+            await asyncio.sleep(0.005)
+            view = self.group.view
+            for member in sorted(self._members - self._reported):
+                if view is not None and core.suspects(member):
+                    self._reported.add(member)
+                    self._departed([member], view)
+
+    async def _follow(self) -> None:
+        async for event in self._events:
+            if isinstance(event, ViewChange) and event.kind == "regular":
+                self._members = set(event.members)
+
+
+class WatchWorkload(Workload):
+    """Every member watches every other (``tools.Watch``) while the dictionary workload runs. A
+    departure is reported with a view that no longer holds the member, and (vs) two watchers that
+    saw the member go from one view learn of it at the same next view."""
+
+    tool, broken = _CheckedDict, _CheckedDict
+
+    def __init__(self, broken: bool, problems: Problems) -> None:
+        super().__init__(broken, problems)
+        self.watch_cls = _SuspicionWatch if broken else Watch
+        self.model = "vs"
+        self.learned: dict[tuple[str, str], dict[str, str]] = {}  # (member, view before): watcher: view
+
+    async def join(self, node: SimNode, model: str) -> Any:
+        self.model = model
+        tool = await super().join(node, model)
+        watcher = tool.group.member_id
+
+        def departed(member: str, view: ViewChange) -> None:
+            if member in view.members:
+                self.problems.add(f"{watcher} was told {member} departed in view {view.view}, which "
+                                  f"holds it")
+            before = (view.previous or "").rpartition("~")[2]  # the regular view it came from
+            if before and member != watcher:  # not a joiner's first view, nor its own exclusion
+                self.learned.setdefault((member, before), {})[watcher] = view.view
+
+        self.watch_cls(tool.group).on_departure(departed)
+        return tool
+
+    async def operate(self, tool: Any, rng: random.Random) -> None:
+        await DictWorkload.operate(self, tool, rng)  # type: ignore[arg-type]
+
+    def check(self, tools: list[Any]) -> None:
+        super().check(tools)
+        if self.model == "evs":
+            return  # members of one configuration may go to different ones: each learns at its own
+        for (member, before), views in sorted(self.learned.items()):
+            if len(set(views.values())) > 1:
+                self.problems.add(f"watchers that saw {member} in view {before} learned of its departure "
+                                  f"at different views: {views}")
+
+
+WORKLOADS: dict[str, type[Workload]] = {"dict": DictWorkload, "lock": LockWorkload, "watch": WatchWorkload}
 
 
 # -- the run -----------------------------------------------------------------------------------------

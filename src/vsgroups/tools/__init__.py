@@ -4,5 +4,6 @@ distributed problems as short programs on the public API (docs/guide/tools.md)."
 from .dict import ReplicatedDict
 from .lock import Grant, LockLost, LockService
 from .replicated import MemberState, Replicated
+from .watch import Watch
 
-__all__ = ["Grant", "LockLost", "LockService", "MemberState", "Replicated", "ReplicatedDict"]
+__all__ = ["Grant", "LockLost", "LockService", "MemberState", "Replicated", "ReplicatedDict", "Watch"]
