@@ -4,6 +4,8 @@ distributed problems as short programs on the public API (docs/guide/tools.md)."
 from .dict import ReplicatedDict
 from .lock import Grant, LockLost, LockService
 from .replicated import MemberState, Replicated
+from .token import Token
 from .watch import Watch
 
-__all__ = ["Grant", "LockLost", "LockService", "MemberState", "Replicated", "ReplicatedDict", "Watch"]
+__all__ = ["Grant", "LockLost", "LockService", "MemberState", "Replicated", "ReplicatedDict", "Token",
+           "Watch"]
