@@ -120,6 +120,10 @@ class Replica:
         """A view change out of ``view`` is under way: casts wait and deliveries pause until
         ``view_changed`` (the flush of virtual synchrony; JGroups calls this ``block``)."""
 
+    def ended(self, reason: Exception) -> None:
+        """This process is no longer in the group: it left (``NotAMember``) or its node stopped
+        (``NodeClosed``). Nothing more is delivered; what waits on the group should give up."""
+
 
 def _encode(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
@@ -442,6 +446,10 @@ class Group:
         """This process is no longer in the group: ``left`` it, or the node stopped first."""
         self.active = False
         self._fail_all(exc)
+        try:
+            self.replica.ended(exc)
+        except Exception:  # the application's hook: the node's own cleanup goes on
+            log.exception("the ended hook of group %s failed", self.name)
         if self._leaver is not None:
             self._leaver.cancel()
         if self._left is not None and not self._left.done():

@@ -132,6 +132,13 @@ class EvsConfigurationChange(ViewChange):
         if self.promised is not None and self.promised[1] != self.g.me and now - self.promised_at < (
                 self.cfg.proposal_timeout):
             return  # another proposal is under way
+        g = self.g
+        if g.me in self.leaves and self.promised is None and \
+                now - g.leave_announced > 2 * self.cfg.proposal_timeout:
+            # Nobody proposed our leave: the others went on without us (seed 107). Leave from a
+            # configuration of our own: its value holds nobody, so it changes nothing for them.
+            self.propose(now, [g.me])
+            return
         if self._proposer(targets) != self.g.me and self.promised is None:
             return  # the least process of the would-be configuration proposes
         # (or one whose promise went stale: its proposer failed, and it stays blocked until some

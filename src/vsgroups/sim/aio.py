@@ -88,7 +88,9 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 
     def _record(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
-        self.errors.append(f"{context.get('message')}: {exc!r}" if exc else str(context.get("message")))
+        what = context.get("task") or context.get("future")
+        self.errors.append(f"{context.get('message')}{f' ({what!r})' if what else ''}"
+                           f"{f': {exc!r}' if exc else ''}")
 
 
 class SimNetwork:

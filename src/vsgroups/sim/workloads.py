@@ -34,7 +34,7 @@ from ..api import ViewChange
 from ..check import check_dir
 from ..core import Config
 from ..errors import VsgroupsError
-from ..tools import LockService, ReplicatedDict, Token, Watch
+from ..tools import Cohort, LockService, ReplicatedDict, Token, Watch
 from .aio import SimNetwork, SimNode, VirtualLoop, run
 
 MODELS = ("vs", "evs")
@@ -138,6 +138,10 @@ class Workload:
 
     async def operate(self, tool: Any, rng: random.Random) -> None:
         raise NotImplementedError
+
+    def quiet(self, tools: list[Any]) -> bool:
+        """Nothing of the load is still under way (the end waits for it, within its limit)."""
+        return True
 
     def check(self, tools: list[Any]) -> None:
         for view, digests in sorted(self.at_view.items()):
@@ -351,8 +355,79 @@ class TokenWorkload(Workload):
             self.problems.add(f"the members end without one token held by one of them: {holders}")
 
 
-WORKLOADS: dict[str, type[Workload]] = {"dict": DictWorkload, "lock": LockWorkload, "token": TokenWorkload,
-                                        "watch": WatchWorkload}
+class _CheckedCohort(_Recording, Cohort):
+    replies: Callable[[str, str, Any, str], None] = staticmethod(lambda member, rid, result, view: None)
+
+    def apply_op(self, op: list[Any], sender: str) -> Any:
+        if op[0] == "reply" and op[1] in self.pending:  # the reply that answers it here
+            view = self.group.view
+            self.replies(self.group.member_id, op[1], op[2], view.view if view else "")
+        return super().apply_op(op, sender)
+
+
+class _BrokenCohort(_CheckedCohort):
+    """No cohort takes over: a request whose coordinator fails is never answered."""
+
+    def settled_view(self, view: ViewChange) -> None:
+        pass
+
+
+class CohortWorkload(Workload):
+    """Members send requests; the handler answers with the handling member's id. The members that
+    survive take the same reply for a request (in evs: those that take it in one configuration), so
+    the caller gets one result, theirs; and at the end no request of a member still running is
+    unanswered. (A member that fails may have taken another reply first: a total order binds only
+    the members that survive.)"""
+
+    tool, broken = _CheckedCohort, _BrokenCohort
+
+    def __init__(self, broken: bool, problems: Problems) -> None:
+        super().__init__(broken, problems)
+        self.answers: list[tuple[str, str, Any, str]] = []  # member, request, reply, view
+        self.model = "vs"
+
+    async def join(self, node: SimNode, model: str) -> Any:
+        self.model = model
+        async def handler(payload: Any) -> Any:
+            await asyncio.sleep(0.02)  # some work: a crash may strike meanwhile
+            return [node.name, payload]
+
+        tool = await self.cls.join(node, "tool", handler, model=model, timeout=None)
+        tool.record = self._record
+        tool.replies = lambda member, rid, result, view: self.answers.append((member, rid, result, view))
+        return tool
+
+    async def operate(self, tool: Any, rng: random.Random) -> None:
+        await asyncio.wait_for(tool.request(rng.randrange(1000)), 3.0)
+
+    def _stuck(self, tool: Any, members: set[str]) -> list[str]:
+        return [rid for rid in tool.pending if rid.rpartition("/")[0] in members]
+
+    def quiet(self, tools: list[Any]) -> bool:
+        members = {t.group.member_id for t in tools}
+        return not any(self._stuck(t, members) for t in tools)
+
+    def check(self, tools: list[Any]) -> None:
+        super().check(tools)
+        members = {t.group.member_id for t in tools}
+        taken: dict[tuple[str, str], dict[str, Any]] = {}
+        for member, rid, result, view in self.answers:
+            if member in members:
+                key = (rid, view if self.model == "evs" else "")
+                taken.setdefault(key, {})[member] = result
+        for (rid, view), results in sorted(taken.items()):
+            if len({repr(r) for r in results.values()}) > 1:
+                where = f" in view {view}" if view else ""
+                self.problems.add(f"request {rid} was answered differently{where}: {results}")
+        for tool in tools:
+            stuck = self._stuck(tool, members)
+            if stuck:
+                self.problems.add(f"requests of running members never answered, at "
+                                  f"{tool.group.member_id}: {stuck}")
+
+
+WORKLOADS: dict[str, type[Workload]] = {"cohort": CohortWorkload, "dict": DictWorkload, "lock": LockWorkload,
+                                        "token": TokenWorkload, "watch": WatchWorkload}
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -540,7 +615,7 @@ class _Run:
                 member.client.cancel()
         tools = [m.tool for m in self.members.values()]
         while self.loop.time() < deadline + 10:  # the operations in flight are applied everywhere
-            if len({_digest(t.snapshot()) for t in tools}) == 1:
+            if len({_digest(t.snapshot()) for t in tools}) == 1 and self.workload.quiet(tools):
                 break
             await asyncio.sleep(0.01)
         return tools

@@ -1,11 +1,12 @@
 """The ISIS toolkit on vsgroups' groups (1987a §3; 1993, the toolkit sidebar): classic
 distributed problems as short programs on the public API (docs/guide/tools.md)."""
 
+from .cohort import Cohort
 from .dict import ReplicatedDict
 from .lock import Grant, LockLost, LockService
 from .replicated import MemberState, Replicated
 from .token import Token
 from .watch import Watch
 
-__all__ = ["Grant", "LockLost", "LockService", "MemberState", "Replicated", "ReplicatedDict", "Token",
-           "Watch"]
+__all__ = ["Cohort", "Grant", "LockLost", "LockService", "MemberState", "Replicated", "ReplicatedDict",
+           "Token", "Watch"]

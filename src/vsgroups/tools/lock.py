@@ -140,6 +140,16 @@ class LockService(Replicated):
         self._grant()
         self._ask_again()
 
+    def ended(self, reason: Exception) -> None:
+        super().ended(reason)
+        for waiting in self._granted.values():
+            if not waiting.done():
+                waiting.set_exception(reason)
+        for grant in self._grants.values():
+            grant.lost.set()  # the resource may go to another member now
+        self._granted.clear()
+        self._grants.clear()
+
     def view_changed(self, view: ViewChange) -> None:
         if not view.primary:
             # no grant from here on: not in a transitional configuration (its members may deliver

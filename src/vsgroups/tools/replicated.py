@@ -153,6 +153,9 @@ class Replicated(Replica):
         else:
             self._sync, self.settled = None, True
 
+    def ended(self, reason: Exception) -> None:
+        self._fail_pending(reason)
+
     def apply(self, msg: Delivery) -> None:
         kind, tag, body = msg.payload
         if kind == _SYNC:

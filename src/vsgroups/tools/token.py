@@ -33,6 +33,7 @@ class Token(Replicated):
         self.generation = 0  # one more at each regeneration
         self.passes = 0  # moves so far
         self._changed = asyncio.Event()
+        self._ended: Exception | None = None
 
     @property
     def mine(self) -> bool:
@@ -41,9 +42,16 @@ class Token(Replicated):
     async def wait(self) -> int:
         """Return (the token's generation) once this member holds the token."""
         while not self.mine:
+            if self._ended is not None:
+                raise self._ended
             self._changed.clear()
             await self._changed.wait()
         return self.generation
+
+    def ended(self, reason: Exception) -> None:
+        super().ended(reason)
+        self._ended = reason
+        self._changed.set()
 
     async def pass_to(self, member: str) -> None:
         """Hand the token to ``member`` (ignored by all if this member does not hold it then)."""
