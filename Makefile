@@ -3,7 +3,7 @@ PYTHON ?= .venv/bin/python
 # every core. TOOLS are the toolkit workloads swept too, over TOOL_SEEDS.
 SEEDS ?= 0..9999
 MODELS ?= vs evs
-TOOLS ?= dict lock token watch cohort
+TOOLS ?= dict lock token watch cohort split
 TOOL_SEEDS ?= 0..1999
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 

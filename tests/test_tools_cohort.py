@@ -1,5 +1,6 @@
-"""``tools.Cohort`` in the simulator: one coordinator handles a request; if it fails before its
-reply, a cohort takes over; the caller gets exactly one result."""
+"""``tools.Cohort`` and ``tools.Split`` in the simulator: one coordinator handles a request (or a
+share of a split query); if it fails before its reply, a cohort takes over; the caller gets exactly
+one result (one part per share)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 from typing import Any
 
 from vsgroups.sim.aio import SimNetwork, SimNode, VirtualLoop, run
-from vsgroups.tools import Cohort
+from vsgroups.tools import Cohort, Split
 
 
 async def cohorts(loop: VirtualLoop, n: int, handler_of: Any) -> tuple[list[SimNode], list[Cohort]]:
@@ -67,5 +68,37 @@ def test_the_caller_gets_one_result_and_a_late_reply_changes_nothing() -> None:
         assert [await members[i % 2].request(i) for i in range(6)] == [0, 2, 4, 6, 8, 10]
         await members[1].submit(["reply", "nobody/C1", "late"])  # a reply for nothing pending: ignored
         assert all(not c.pending for c in members)
+
+    run(main)
+
+
+def test_a_split_query_is_answered_share_by_share_and_a_failed_share_re_issued() -> None:
+    """1993 (parallel search): the query is cut into one share per member; the member that takes
+    share 1 is killed mid-share; a survivor takes it over; the answer has every part once."""
+    async def main(loop: VirtualLoop) -> None:
+        net = SimNetwork(loop, 10)
+        nodes = [SimNode(net, f"p{i}", found=i == 0) for i in range(3)]
+        for node in nodes:
+            node.seeds = [x.sim_address for x in nodes]
+            await node.start()
+        never = asyncio.Event()
+        ran: list[tuple[str, int]] = []
+
+        def share_of(name: str) -> Any:
+            async def share(payload: Any, i: int, shares: int) -> Any:
+                ran.append((name, i))
+                if name == "p2":
+                    await never.wait()  # p2 hangs on its share: it will be killed
+                return f"{payload}/{i} of {shares} by {name}"
+            return share
+
+        splits = [await Split.join(n, "search", share_of(n.name)) for n in nodes]
+        query = loop.create_task(splits[0].query("q"))
+        while ("p2", 2) not in ran:
+            await asyncio.sleep(0.01)
+        await nodes[2].abort()
+        parts = await query
+        assert [p.split(" by ")[0] for p in parts] == ["q/0 of 3", "q/1 of 3", "q/2 of 3"]
+        assert not parts[2].endswith("p2") and sorted(i for _, i in ran) == [0, 1, 2, 2]
 
     run(main)

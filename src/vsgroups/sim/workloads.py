@@ -34,7 +34,7 @@ from ..api import ViewChange
 from ..check import check_dir
 from ..core import Config
 from ..errors import VsgroupsError
-from ..tools import Cohort, LockService, ReplicatedDict, Token, Watch
+from ..tools import Cohort, LockService, ReplicatedDict, Split, Token, Watch
 from .aio import SimNetwork, SimNode, VirtualLoop, run
 
 MODELS = ("vs", "evs")
@@ -379,7 +379,8 @@ class CohortWorkload(Workload):
     unanswered. (A member that fails may have taken another reply first: a total order binds only
     the members that survive.)"""
 
-    tool, broken = _CheckedCohort, _BrokenCohort
+    tool: type[Any] = _CheckedCohort
+    broken: type[Any] = _BrokenCohort
 
     def __init__(self, broken: bool, problems: Problems) -> None:
         super().__init__(broken, problems)
@@ -426,8 +427,46 @@ class CohortWorkload(Workload):
                                   f"{tool.group.member_id}: {stuck}")
 
 
-WORKLOADS: dict[str, type[Workload]] = {"cohort": CohortWorkload, "dict": DictWorkload, "lock": LockWorkload,
-                                        "token": TokenWorkload, "watch": WatchWorkload}
+class _CheckedSplit(_Recording, Split):
+    pass
+
+
+class _BrokenSplit(_CheckedSplit):
+    """The shares of a member that fails are not re-issued: its queries never complete."""
+
+    def settled_view(self, view: ViewChange) -> None:
+        pass
+
+
+class SplitWorkload(CohortWorkload):
+    """Members send queries split over the view; each share answers ``payload * 100 + share``. Every
+    answer holds each share's part once, in order, and no share of a running member's query is
+    left unanswered at the end."""
+
+    tool, broken = _CheckedSplit, _BrokenSplit
+
+    async def join(self, node: SimNode, model: str) -> Any:
+        self.model = model
+
+        async def share(payload: Any, i: int, shares: int) -> Any:
+            await asyncio.sleep(0.02)  # some work: a crash may strike meanwhile
+            return payload * 100 + i
+
+        tool = await self.cls.join(node, "tool", share, model=model, timeout=None)
+        tool.record = self._record
+        return tool
+
+    async def operate(self, tool: Any, rng: random.Random) -> None:
+        payload = rng.randrange(1000)
+        parts = await asyncio.wait_for(tool.query(payload), 3.0)
+        if parts != [payload * 100 + i for i in range(len(parts))] or not parts:
+            self.problems.add(f"query {payload} was answered {parts}")
+
+
+WORKLOADS: dict[str, type[Workload]] = {
+    "cohort": CohortWorkload, "dict": DictWorkload, "lock": LockWorkload, "split": SplitWorkload,
+    "token": TokenWorkload, "watch": WatchWorkload,
+}
 
 
 # -- the run -----------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ from .cohort import Cohort
 from .dict import ReplicatedDict
 from .lock import Grant, LockLost, LockService
 from .replicated import MemberState, Replicated
+from .split import Split
 from .token import Token
 from .watch import Watch
 
 __all__ = ["Cohort", "Grant", "LockLost", "LockService", "MemberState", "Replicated", "ReplicatedDict",
-           "Token", "Watch"]
+           "Split", "Token", "Watch"]
