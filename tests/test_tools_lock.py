@@ -31,7 +31,7 @@ def test_requests_are_granted_in_request_order_with_increasing_fencing_numbers()
         waiting = [loop.create_task(locks[i].acquire("printer")) for i in (1, 2)]
         while len(locks[0].queues["printer"]) < 3:
             await asyncio.sleep(0.01)
-        order = [member for _, member, _ in locks[0].queues["printer"]]
+        order = [request[1] for request in locks[0].queues["printer"]]
         assert all(lock.holders("printer") == [(order[0], first.fence)] for lock in locks)
         await locks[0].release(first)
         granted = []
@@ -117,5 +117,28 @@ def test_cancelling_an_acquire_withdraws_the_request() -> None:
         await locks[0].release(held)
         await asyncio.sleep(0.3)
         assert locks[0].holders("x") == [] == locks[1].holders("x")
+
+    run(main)
+
+
+def test_readers_share_a_lock_and_a_writer_waits_for_them_in_order() -> None:
+    """Read/write locks with replicated read grants: readers hold together, a writer alone, and a
+    reader that asks after a waiting writer does not overtake it."""
+    async def main(loop: VirtualLoop) -> None:
+        _, _, locks = await cluster(loop, 3)
+        r0 = await locks[0].acquire("doc", shared=True)
+        r1 = await locks[1].acquire("doc", shared=True)  # held with r0
+        writer = loop.create_task(locks[2].acquire("doc"))
+        while len(locks[0].queues["doc"]) < 3:
+            await asyncio.sleep(0.01)
+        late_reader = loop.create_task(locks[0].acquire("doc", shared=True))
+        await asyncio.sleep(0.5)
+        assert r0.shared and r1.shared and not writer.done() and not late_reader.done()
+        await locks[0].release(r0)
+        await locks[1].release(r1)
+        w = await writer
+        assert not w.shared and not late_reader.done()  # the writer first, alone
+        await locks[2].release(w)
+        assert (await late_reader).fence > w.fence
 
     run(main)

@@ -182,10 +182,12 @@ class DictWorkload(Workload):
 
 
 class _CheckedLocks(_Recording, LockService):
-    grants: Callable[[str, str, str, int], None] = staticmethod(lambda member, resource, request, fence: None)
+    grants: Callable[[str, str, str, int, list[Any]], None] = staticmethod(
+        lambda member, resource, request, fence, holders: None)
 
     def granted(self, resource: str, request: str, member: str, fence: int) -> None:
-        self.grants(self.group.member_id, resource, request, fence)
+        holders = [r for r in self.queues[resource] if r[2] is not None]  # with this grant
+        self.grants(self.group.member_id, resource, request, fence, holders)
 
 
 class _BrokenLocks(_CheckedLocks):
@@ -197,7 +199,8 @@ class _BrokenLocks(_CheckedLocks):
 
 
 class LockWorkload(Workload):
-    """Every member acquires one of two locks, holds it a moment and releases it. Each fencing
+    """Every member acquires one of two locks (to read, shared, or to write), holds it a moment and
+    releases it. A writer never holds a lock with another holder. Each fencing
     number is granted to one request, the same at every member that grants it, and every member
     grants in increasing order (no two holders with one number, no stale number reused); members
     that settle a view hold the same queues then, and all the same at the end."""
@@ -214,7 +217,11 @@ class LockWorkload(Workload):
         tool.grants = self._granted
         return tool
 
-    def _granted(self, member: str, resource: str, request: str, fence: int) -> None:
+    def _granted(self, member: str, resource: str, request: str, fence: int, holders: list[Any]) -> None:
+        writers = [r[0] for r in holders if not r[3]]
+        if writers and (len(holders) > len(writers) or len(writers) > 1):  # r0 and r1 are locks
+            self.problems.add(f"{member} granted {resource} to writer {writers} with other holders "
+                              f"{[r[0] for r in holders]}")
         first = self.fences.setdefault(fence, (resource, request))
         if first != (resource, request):
             self.problems.add(f"fencing number {fence} granted to {first} and, at {member}, to "
@@ -224,7 +231,7 @@ class LockWorkload(Workload):
         self.last[member] = fence
 
     async def operate(self, tool: Any, rng: random.Random) -> None:
-        grant = await asyncio.wait_for(tool.acquire(f"r{rng.randrange(2)}"), 2.0)
+        grant = await asyncio.wait_for(tool.acquire(f"r{rng.randrange(2)}", shared=rng.random() < 0.4), 2.0)
         try:
             await asyncio.sleep(rng.uniform(0.0, 0.05))
         finally:

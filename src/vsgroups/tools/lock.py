@@ -2,13 +2,15 @@
 
 A ``LockService`` is a ``Replicated`` state machine on one group that serves any number of named
 resources, each with a capacity (1: a lock; N: a counting semaphore). The state is, per resource,
-the queue of requests in request order. Requests and releases are cast in total order, so every
-member holds the same queue; the first ``capacity`` requests of a queue hold the resource, and a
-request becomes a holder — it is *granted* — at the same point of the stream at every member. Each
+the queue of requests in request order. Requests and releases are cast in safe order, so every
+member holds the same queue. A request is *exclusive* (a writer) or *shared* (a reader): the head
+of a queue holds the resource — up to ``capacity`` exclusive requests, or any number of shared
+ones, never both — and a request becomes a holder, it is *granted*, at the same point of the
+stream at every member. Each
 grant carries a fencing number, one more than the service's previous grant, so a resource that
 remembers the highest number it has seen can refuse a stale holder.
 
-* Fair: requests are granted in request order.
+* Fair: requests are granted in request order (a reader never overtakes a waiting writer).
 * A holder's failure releases its grants at the view change that removes it (its member id is
   gone from the view; every member drops its requests at that point).
 * Grants only in the primary component. A vs group runs only there. In evs a configuration that
@@ -43,6 +45,7 @@ class Grant:
     resource: str
     request: str
     fence: int
+    shared: bool = False
     lost: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # set if revoked
 
     def check(self) -> None:
@@ -65,24 +68,26 @@ class LockService(Replicated):
         super().__init__(node, group)
         self.capacities = dict(capacities or {})  # resource: capacity (default 1: a lock)
         self.fence = 0  # the fencing number of the service's last grant
-        self.queues: dict[str, list[list[Any]]] = {}  # resource: [request id, member, fence or None]
+        # resource: [[request id, member, fence or None, shared], ...] in request order
+        self.queues: dict[str, list[list[Any]]] = {}
         self.released: set[str] = set()  # request ids given up: a late copy of their acquire is void
         self.granting = True  # grants may be made: the configuration is a regular primary one
         self._granted: dict[str, asyncio.Future[Grant]] = {}  # our requests waiting for their grant
         self._grants: dict[str, Grant] = {}  # our grants, by request id
-        self._wanted: dict[str, str] = {}  # our requests not yet released: request id -> resource
+        self._wanted: dict[str, tuple[str, bool]] = {}  # our requests not released: id -> (resource, shared)
 
     # -- the application's calls -------------------------------------------------------------------
 
-    async def acquire(self, resource: str) -> Grant:
+    async def acquire(self, resource: str, shared: bool = False) -> Grant:
         """Queue a request for ``resource`` and return its grant once it is at the head (within the
-        capacity). Cancelling the call withdraws the request."""
+        capacity). ``shared=True`` asks for a read grant, held with other readers but no writer.
+        Cancelling the call withdraws the request."""
         rid = f"{self.group.member_id}/L{next(self._ids)}"
         granted = asyncio.get_running_loop().create_future()
         self._granted[rid] = granted
-        self._wanted[rid] = resource
+        self._wanted[rid] = (resource, shared)
         try:
-            await self.submit(["acquire", resource, rid])
+            await self.submit(["acquire", resource, rid, shared])
             return await granted
         except (Exception, asyncio.CancelledError):
             self._granted.pop(rid, None)
@@ -98,8 +103,8 @@ class LockService(Replicated):
         await self.submit(["release", grant.resource, grant.request])
 
     @contextlib.asynccontextmanager
-    async def hold(self, resource: str) -> AsyncIterator[Grant]:
-        grant = await self.acquire(resource)
+    async def hold(self, resource: str, shared: bool = False) -> AsyncIterator[Grant]:
+        grant = await self.acquire(resource, shared)
         try:
             yield grant
         finally:
@@ -108,16 +113,16 @@ class LockService(Replicated):
 
     def holders(self, resource: str) -> list[tuple[str, int]]:
         """(member id, fencing number) of the holders of ``resource``, as this member knows them."""
-        return [(member, fence) for _, member, fence in self.queues.get(resource, []) if fence is not None]
+        return [(r[1], r[2]) for r in self.queues.get(resource, []) if r[2] is not None]
 
     # -- the state machine -------------------------------------------------------------------------
 
     def apply_op(self, op: list[Any], sender: str) -> Any:
-        kind, resource, rid = op
+        kind, resource, rid, *shared = op
         queue = self.queues.setdefault(resource, [])
         if kind == "acquire":
             if rid not in self.released and not any(r[0] == rid for r in queue):
-                queue.append([rid, sender, None])
+                queue.append([rid, sender, None, bool(shared and shared[0])])
         elif kind == "release":
             queue[:] = [r for r in queue if r[0] != rid]
             self.released.add(rid)
@@ -161,7 +166,17 @@ class LockService(Replicated):
         if not (self.granting and self.settled):
             return
         for resource, queue in self.queues.items():
-            for request in queue[:self.capacities.get(resource, 1)]:
+            capacity = self.capacities.get(resource, 1)
+            writers = readers = 0  # ahead in the queue, all holders: the head is granted, in order
+            for request in queue:
+                if request[3]:
+                    if writers:
+                        break
+                    readers += 1
+                else:
+                    if readers or writers == capacity:
+                        break
+                    writers += 1
                 if request[2] is None:
                     self.fence += 1
                     request[2] = self.fence
@@ -174,16 +189,16 @@ class LockService(Replicated):
 
     def _notice(self) -> None:
         """Tell our waiting requests of their grants and our holders of their losses."""
-        mine = {r[0]: (resource, r[2]) for resource, queue in self.queues.items() for r in queue}
+        mine = {r[0]: (resource, r[2], r[3]) for resource, queue in self.queues.items() for r in queue}
         for rid, grant in list(self._grants.items()):
-            if mine.get(rid, (None, None))[1] != grant.fence:
+            if mine.get(rid, (None, None, False))[1] != grant.fence:
                 del self._grants[rid]
                 grant.lost.set()
         for rid, waiting in list(self._granted.items()):
-            resource, fence = mine.get(rid, (None, None))
+            resource, fence, shared = mine.get(rid, (None, None, False))
             if fence is not None and resource is not None:
                 del self._granted[rid]
-                grant = self._grants[rid] = Grant(resource, rid, fence)
+                grant = self._grants[rid] = Grant(resource, rid, fence, shared)
                 if not waiting.done():
                     waiting.set_result(grant)
 
@@ -193,8 +208,8 @@ class LockService(Replicated):
         queued = {r[0] for queue in self.queues.values() for r in queue}
         for rid in self._granted:
             if rid not in queued and rid in self._wanted:
-                task = asyncio.get_running_loop().create_task(
-                    self.submit(["acquire", self._wanted[rid], rid]))
+                resource, shared = self._wanted[rid]
+                task = asyncio.get_running_loop().create_task(self.submit(["acquire", resource, rid, shared]))
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def snapshot(self) -> Any:
