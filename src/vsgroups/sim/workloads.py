@@ -557,17 +557,21 @@ class _Run:
             self.outcome.faults += 1
             await getattr(self, f"fault_{kind}")()
 
-    def _pick(self) -> _Member | None:
+    def _take_out(self, into: set[str]) -> _Member | None:
+        """A running member (never the last), its load stopped, marked as down or away."""
         up = [m for m in self.members.values() if m.name not in self.down | self.away and m.tool]
-        return self.rng.choice(up) if len(up) > 1 else None
-
-    async def fault_crash(self) -> None:
-        member = self._pick()
-        if member is None:
-            return
-        self.down.add(member.name)
+        if len(up) < 2:
+            return None
+        member = self.rng.choice(up)
+        into.add(member.name)
         if member.client is not None:
             member.client.cancel()
+        return member
+
+    async def fault_crash(self) -> None:
+        member = self._take_out(self.down)
+        if member is None:
+            return
         await member.node.abort()
         self.loop.call_later(self.rng.uniform(0.5, 1.5), self._spawn, self._restart(member))
 
@@ -616,12 +620,9 @@ class _Run:
         self._spawn(self._come_back(member))
 
     async def fault_leave(self) -> None:
-        member = self._pick()
+        member = self._take_out(self.away)
         if member is None:
             return
-        self.away.add(member.name)
-        if member.client is not None:
-            member.client.cancel()
         with contextlib.suppress(VsgroupsError):
             await member.tool.leave()
         self.loop.call_later(self.rng.uniform(0.3, 1.0), self._spawn, self._come_back(member))

@@ -39,17 +39,21 @@ class Cohort(Replicated):
         self.handler = handler
         self.pending: dict[str, list[Any]] = {}  # request id: [payload, coordinator]
         self.handled = 0  # requests this member ran the handler for
-        self._results: dict[str, asyncio.Future[Any]] = {}  # our requests
+        self._results: dict[str, asyncio.Future[Any]] = {}  # our requests (and queries: ``Split``)
         self._working: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # every handler task, kept until it is done
 
     async def request(self, payload: Any) -> Any:
         """Ask the group; the result of the one coordinator whose reply came first."""
-        rid = f"{self.group.member_id}/C{next(self._ids)}"
+        return await self._ask("request", "C", payload)
+
+    async def _ask(self, kind: str, tag: str, payload: Any) -> Any:
+        """Cast a ``kind`` operation under a fresh id and wait for its answer (``_results``)."""
+        rid = f"{self.group.member_id}/{tag}{next(self._ids)}"
         result = asyncio.get_running_loop().create_future()
         self._results[rid] = result
         try:
-            await self.submit(["request", rid, payload])
+            await self.submit([kind, rid, payload])
             return await result
         finally:
             self._results.pop(rid, None)

@@ -11,7 +11,6 @@ caller gets the parts, one per share, in share order, once all are delivered.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,24 +31,11 @@ class Split(Cohort):
 
         super().__init__(node, group, one_share)
         self.parts: dict[str, list[Any]] = {}  # query id: [shares, {share: part}]
-        self._answers: dict[str, asyncio.Future[list[Any]]] = {}  # our queries
 
     async def query(self, payload: Any) -> list[Any]:
         """The parts of every share of ``payload``, in share order."""
-        rid = f"{self.group.member_id}/S{next(self._ids)}"
-        answer = asyncio.get_running_loop().create_future()
-        self._answers[rid] = answer
-        try:
-            await self.submit(["split", rid, payload])
-            return await answer
-        finally:
-            self._answers.pop(rid, None)
-
-    def ended(self, reason: Exception) -> None:
-        super().ended(reason)
-        for answer in self._answers.values():
-            if not answer.done():
-                answer.set_exception(reason)
+        parts: list[Any] = await self._ask("split", "S", payload)
+        return parts
 
     def apply_op(self, op: list[Any], sender: str) -> Any:
         kind, rid, body = op
@@ -68,7 +54,7 @@ class Split(Cohort):
             got[int(share)] = body
             if len(got) == shares:  # the last part: the answer, at every member
                 del self.parts[query]
-                answer = self._answers.get(query)
+                answer = self._results.get(query)
                 if answer is not None and not answer.done():
                     answer.set_result([got[i] for i in range(shares)])
         return super().apply_op(op, sender)
