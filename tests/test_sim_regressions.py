@@ -61,8 +61,6 @@ FOUND_EVS = {  # seeds of ``vsgroups sim --model evs``
            "no common process, unordered (primary-order)",
     41241: "the reunion rule counted a promiser that was leaving: a process alone was made primary after "
            "a primary it shared no member with (primary-order)",
-    107: "once leavers no longer proposed their own leave, a leaver that the others went on without "
-         "(a partition) waited for ever for someone to propose it out (liveness)",
     20224: "a recovered process joined under its old identifier a group that still listed it; the stale "
            "commit re-installed the old view with an empty stream, and the final set it reported cut "
            "the survivors' own messages (view-agreement, self-delivery)",

@@ -132,13 +132,6 @@ class EvsConfigurationChange(ViewChange):
         if self.promised is not None and self.promised[1] != self.g.me and now - self.promised_at < (
                 self.cfg.proposal_timeout):
             return  # another proposal is under way
-        g = self.g
-        if g.me in self.leaves and self.promised is None and \
-                now - g.leave_announced > 2 * self.cfg.proposal_timeout:
-            # Nobody proposed our leave: the others went on without us (seed 107). Leave from a
-            # configuration of our own: its value holds nobody, so it changes nothing for them.
-            self.propose(now, [g.me])
-            return
         if self._proposer(targets) != self.g.me and self.promised is None:
             return  # the least process of the would-be configuration proposes
         # (or one whose promise went stale: its proposer failed, and it stays blocked until some
@@ -171,11 +164,9 @@ class EvsConfigurationChange(ViewChange):
                 g.host.send(addr, probe)
 
     def _proposer(self, targets: list[str]) -> str:
-        """The least of ``targets`` that is not leaving (all of them leaving: the least). A leaver
-        may be gone from the group already (it answers only a proposal, with the news that it is
-        not a member), and a value whose proposer leaves it is never primary (docs/design.md §6.5):
-        a leaver that proposed its own leave left the others non-primary."""
-        return next((t for t in targets if t not in self.leaves), targets[0])
+        """The least of ``targets`` that is not leaving: a leaver may be gone from the group already
+        (it answers only a proposal, with the news that it is not a member)."""
+        return next((t for t in targets if t not in self.leaves or t == self.g.me), targets[0])
 
     def _try_decide(self, now: float) -> None:
         g = self.g

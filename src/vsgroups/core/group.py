@@ -158,7 +158,6 @@ class GroupEngine:
         self.join_started = now
         self.request_sent = float("-inf")
         self.leave_started = 0.0
-        self.leave_announced = 0.0  # when this member first told the others it leaves
         self.heard = False
         self.answer: tuple[str, str | None, bool] | None = None  # see GroupStatus.answer
         self.future: dict[str, list[tuple[str, Message, bytes]]] = {}
@@ -294,8 +293,6 @@ class GroupEngine:
                 # (a joiner that never completes gives up after join_timeout; so do we)
                 self.transfer.remind()
             else:
-                if self.me not in self.change.leaves:
-                    self.leave_announced = now
                 self.change.leaves.add(self.me)
                 self._send_leave()
         self.data.tick(stream, now)
