@@ -168,7 +168,8 @@ class DictWorkload(Workload):
     """Random writes (set, delete, update) to a few keys from every member; every member that
     settles a view holds the same dictionary then, and at the end all members hold the same one."""
 
-    tool, broken = _CheckedDict, _BrokenDict
+    tool: type[Any] = _CheckedDict
+    broken: type[Any] = _BrokenDict
 
     async def operate(self, tool: Any, rng: random.Random) -> None:
         key = f"k{rng.randrange(4)}"
@@ -263,7 +264,7 @@ class _SuspicionWatch(Watch):
                 self._members = set(event.members)
 
 
-class WatchWorkload(Workload):
+class WatchWorkload(DictWorkload):
     """Every member watches every other (``tools.Watch``) while the dictionary workload runs. A
     departure is reported with a view that no longer holds the member, and (vs) two watchers that
     saw the member go from one view learn of it at the same next view."""
@@ -291,9 +292,6 @@ class WatchWorkload(Workload):
 
         self.watch_cls(tool.group).on_departure(departed)
         return tool
-
-    async def operate(self, tool: Any, rng: random.Random) -> None:
-        await DictWorkload.operate(self, tool, rng)  # type: ignore[arg-type]
 
     def check(self, tools: list[Any]) -> None:
         super().check(tools)
