@@ -56,3 +56,18 @@ def test_options() -> None:
     with pytest.raises(SystemExit):
         parse_args(["--order", "random"])
     assert _percentiles([0.001] * 99 + [0.1])["p50_us"] == pytest.approx(1000)
+
+
+def test_bench_measures_the_toolkit() -> None:
+    done = run_bench("--json", "--only", "tools")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    rows = {r["cmd"]: r for r in result["tools"]}
+    assert set(rows) == {"dict", "lock", "cohort"} and not result["throughput"] and not result["latency"]
+    updates = rows["dict"]
+    assert updates["members"] == 3 and 0 < updates["min"] <= updates["msgs_per_s"] <= updates["max"]
+    assert updates["sent"] >= updates["msgs_per_s"] * 2  # the writers go on past the 2 s window
+    for name in ("lock", "cohort"):  # 200 round trips each, after the warm-up
+        assert rows[name]["n"] == 200 and 0 < rows[name]["p50_us"] <= rows[name]["p99_us"], rows[name]
+    out = table(result)
+    assert "ReplicatedDict.set" in out and re.search(r"^3\s+lock\s+0 B\s+200\s+[\d,]+", out, re.M), out

@@ -21,6 +21,11 @@ So this module does what the anchor drivers do, with the public API only:
   message at a time and waits for its own delivery; group RPC is the round trip of a ``query``
   with ``ALL`` replies. p50/p99/max after a warm-up.
 
+* The toolkit (``vsgroups.tools``), in groups of their own on the same members: updates per second
+  of a ``ReplicatedDict`` written by every member (several writers each, as the throughput
+  window above), the round trip of a ``LockService`` acquire and release, and of a ``Cohort``
+  request, from one member one at a time.
+
 ``--profile DIR`` runs every worker under cProfile and writes ``DIR/<name>.pstats`` and the top of
 it as text, to find where the hot path spends its time.
 """
@@ -41,7 +46,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +55,12 @@ from .api import ALL, Delivery, Group, Node, Replica, ViewChange
 from .core import Config
 from .core.wire import ORDERS
 from .procs import free_port
+from .tools import Cohort, LockService, ReplicatedDict
 
 GROUP = "bench"
+TOOL_GROUPS = {"dict": "bench-dict", "lock": "bench-lock", "cohort": "bench-cohort"}
+WORKLOADS = ("tput", "lat", "rpc", "tools")
+DICT_WRITERS = 16  # concurrent ReplicatedDict.set loops per member in the dict workload
 LAT_WARMUP = 100  # latency and RPC round trips discarded before measuring
 GUARD = 60.0  # last-resort timeout of one reply beyond the time a workload needs
 START_LEAD = 0.5  # the window's wall-clock start is this far after the command leaves
@@ -91,6 +100,24 @@ class _Counter(Replica):
         _emit("view", view=view.view, n=len(view.members))
 
 
+class _CountingDict(ReplicatedDict):
+    """A replicated dictionary that counts the updates it applies inside the measuring window."""
+
+    def __init__(self, node: Node, group: str) -> None:
+        super().__init__(node, group)
+        self.lo = self.hi = 0.0
+        self.window = 0
+
+    def apply_op(self, op: list[Any], sender: str) -> Any:
+        if self.lo <= time.time() < self.hi:
+            self.window += 1
+        return super().apply_op(op, sender)
+
+
+async def _echo(payload: Any) -> Any:
+    return payload
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     """p50/p99/max/mean in microseconds, with the anchors' index rule (``s[n // 2]``, ``s[int(n * .99)]``)."""
     s = sorted(samples)
@@ -110,6 +137,9 @@ class _Worker:
                          config=config, found=True if args.found else None)
         self.counter = _Counter(self.node)
         self.group: Group | None = None
+        self.dict: _CountingDict | None = None
+        self.locks: LockService | None = None
+        self.cohort: Cohort | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -120,7 +150,9 @@ class _Worker:
             self.group = await self.node.join(GROUP, replica=self.counter)
             _emit("joined", pid=self.node.pid)
             handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
-                "tput": self._tput, "lat": self._lat, "rpc": self._rpc}
+                "tput": self._tput, "lat": self._lat, "rpc": self._rpc, "dict": self._dict,
+                "lock": self._lock, "cohort": self._cohort, "tools-join": self._tools_join,
+                "tools-wait": self._tools_wait}
             while line := await reader.readline():
                 cmd = json.loads(line)
                 if cmd["cmd"] == "quit":
@@ -167,15 +199,78 @@ class _Worker:
         return _percentiles(samples)
 
     async def _rpc(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        assert self.group is not None
+        group = self.group
+        assert group is not None
         pad = bytes(cmd["size"])
-        samples = []
-        for i in range(cmd["count"] + LAT_WARMUP):
-            t0 = time.perf_counter()
-            await self.group.query(pad, replies=ALL, timeout=GUARD)
-            if i >= LAT_WARMUP:
-                samples.append(time.perf_counter() - t0)
-        return _percentiles(samples)
+        return await _round_trips(cmd["count"], lambda: group.query(pad, replies=ALL, timeout=GUARD))
+
+    async def _tools_join(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        self.dict = await _CountingDict.join(self.node, TOOL_GROUPS["dict"])
+        self.locks = await LockService.join(self.node, TOOL_GROUPS["lock"])
+        self.cohort = await Cohort.join(self.node, TOOL_GROUPS["cohort"], _echo)
+        return {}
+
+    async def _tools_wait(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Return once every tool group's view here has all ``n`` members."""
+        deadline = time.monotonic() + GUARD
+        while any(len(self.node.groups[g].members) < cmd["n"] for g in TOOL_GROUPS.values()):
+            if time.monotonic() > deadline:
+                raise BenchError(f"the tool groups did not reach {cmd['n']} members within {GUARD:.0f}s")
+            await asyncio.sleep(0.02)
+        return {}
+
+    async def _dict(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Like ``_tput``, with ``DICT_WRITERS`` loops of ``ReplicatedDict.set`` (each waits for its
+        update to be applied here) instead of one loop of casts."""
+        d = self.dict
+        assert d is not None
+        d.window = 0
+        d.lo = cmd["start"] + cmd["warm"]
+        d.hi = d.lo + cmd["duration"]
+        end = d.hi + cmd["tail"]
+        views = self.counter.views
+        await asyncio.sleep(max(0.0, cmd["start"] - time.time()))
+        value = bytes(cmd["size"])
+
+        async def writer(key: str) -> int:
+            sets = 0
+            while time.time() < end:
+                await d.set(key, value)
+                sets += 1
+            return sets
+
+        me = self.node.name
+        sent = sum(await asyncio.gather(*(writer(f"{me}/{w}") for w in range(DICT_WRITERS)))) \
+            if cmd["send"] else 0
+        await asyncio.sleep(max(0.0, end - time.time()))
+        await d.flush()
+        return {"delivered": d.window, "sent": sent, "views": self.counter.views - views}
+
+    async def _lock(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        locks = self.locks
+        assert locks is not None
+
+        async def cycle() -> None:
+            await locks.release(await locks.acquire("bench"))
+
+        return await _round_trips(cmd["count"], cycle)
+
+    async def _cohort(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        cohort = self.cohort
+        assert cohort is not None
+        pad = bytes(cmd["size"])
+        return await _round_trips(cmd["count"], lambda: cohort.request(pad))
+
+
+async def _round_trips(count: int, call: Callable[[], Awaitable[Any]]) -> dict[str, float]:
+    """Await ``call`` ``LAT_WARMUP + count`` times in turn; the percentiles of the last ``count``."""
+    samples = []
+    for i in range(count + LAT_WARMUP):
+        t0 = time.perf_counter()
+        await call()
+        if i >= LAT_WARMUP:
+            samples.append(time.perf_counter() - t0)
+    return _percentiles(samples)
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -222,7 +317,7 @@ class Options:
     sizes: list[int] = field(default_factory=lambda: [100, 1000, 65536])
     orders: list[str] = field(default_factory=lambda: list(ORDERS))
     senders: list[str] = field(default_factory=lambda: ["all", "one"])
-    workloads: list[str] = field(default_factory=lambda: ["tput", "lat", "rpc"])
+    workloads: list[str] = field(default_factory=lambda: list(WORKLOADS))
     duration: float = 10.0
     warmup: float = 3.0
     tail: float = 2.0
@@ -343,15 +438,20 @@ def _plan(opts: Options) -> list[dict[str, Any]]:
     if "rpc" in opts.workloads:
         for size in opts.sizes:
             steps.append({"cmd": "rpc", "size": size})
+    if "tools" in opts.workloads:  # the first size only: the tools' costs are round trips, not bytes
+        size = opts.sizes[0]
+        steps += [{"cmd": "dict", "order": ReplicatedDict.order, "size": size, "senders": "all"},
+                  {"cmd": "lock", "order": LockService.order, "size": 0},
+                  {"cmd": "cohort", "order": Cohort.order, "size": size}]
     return steps
 
 
 def _cost(step: dict[str, Any], opts: Options) -> float:
     """A guess of a step's seconds, for the progress bar only."""
-    if step["cmd"] == "tput":
+    if step["cmd"] in ("tput", "dict"):
         return START_LEAD + opts.warmup + opts.duration + opts.tail + 0.5
     per = {"fifo": 1e-4, "causal": 1e-4, "total": 5e-4, "safe": 3e-3}.get(step.get("order", ""), 1e-3)
-    return (opts.latency_count + LAT_WARMUP) * per
+    return (opts.latency_count + LAT_WARMUP) * per * (2 if step["cmd"] == "lock" else 1)
 
 
 class _Cluster:
@@ -362,6 +462,7 @@ class _Cluster:
         self.workdir = workdir
         self.opts = opts
         self.procs: list[_Proc] = []
+        self.tools = False  # the tool groups are joined
 
     async def start(self) -> None:
         key = self.workdir / "cluster.key"
@@ -409,19 +510,33 @@ class _Cluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await p.reader
 
+    async def join_tools(self) -> None:
+        """Every member joins the tool groups, the oldest first (it founds them)."""
+        if self.tools:
+            return
+        for p in self.procs:
+            await p.send({"cmd": "tools-join"})
+            await p.expect("tools-join", GUARD)
+        for p in self.procs:
+            await p.send({"cmd": "tools-wait", "n": self.n})
+        for p in self.procs:
+            await p.expect("tools-wait", GUARD)
+        self.tools = True
+
     async def tput(self, step: dict[str, Any]) -> dict[str, Any]:
+        """A throughput window: casts (``tput``) or dictionary updates (``dict``) from the senders."""
         opts = self.opts
         start = time.time() + START_LEAD
         lo, hi = start + opts.warmup, start + opts.warmup + opts.duration
         senders = self.procs if step["senders"] == "all" else self.procs[-1:]
         for p in self.procs:
-            await p.send({"cmd": "tput", "order": step["order"], "size": step["size"], "send": p in senders,
-                          "start": start, "warm": opts.warmup, "duration": opts.duration, "tail": opts.tail})
+            await p.send({**step, "send": p in senders, "start": start, "warm": opts.warmup,
+                          "duration": opts.duration, "tail": opts.tail})
         await asyncio.sleep(max(0.0, lo - time.time()))
         before = [p.sample() for p in self.procs]
         await asyncio.sleep(max(0.0, hi - time.time()))
         after = [p.sample() for p in self.procs]
-        replies = [await p.expect("tput", opts.tail + GUARD) for p in self.procs]
+        replies = [await p.expect(step["cmd"], opts.tail + GUARD) for p in self.procs]
         if any(r["views"] for r in replies) or any(p.view_size != self.n for p in self.procs):
             raise BenchError(f"the view changed during {step}: raise --suspect-timeout on a loaded machine")
         rates = [r["delivered"] / opts.duration for r in replies]
@@ -440,7 +555,7 @@ class _Cluster:
         return row
 
     async def probe(self, step: dict[str, Any]) -> dict[str, Any]:
-        """Latency or RPC round trips from the youngest member (never the sequencer)."""
+        """Round trips (latency, RPC, a tool's call) from the youngest member (never the sequencer)."""
         pinger = self.procs[-1]
         await pinger.send({**step, "count": self.opts.latency_count})
         reply = await pinger.expect(step["cmd"], GUARD + self.opts.latency_count * 0.05)
@@ -460,7 +575,7 @@ async def run(opts: Options, progress: bool = True) -> dict[str, Any]:
     steps = _plan(opts)
     bar = _Progress(sum(_cost(s, opts) for s in steps) * len(opts.members) + 3 * len(opts.members))
     result: dict[str, Any] = {"machine": machine(), "options": asdict(opts),
-                              "throughput": [], "latency": [], "rpc": [], "peak_rss_mib": {}}
+                              "throughput": [], "latency": [], "rpc": [], "tools": [], "peak_rss_mib": {}}
     workdir = Path(tempfile.mkdtemp(prefix="vsgroups-bench-"))
     failed = True
     try:
@@ -473,10 +588,11 @@ async def run(opts: Options, progress: bool = True) -> dict[str, Any]:
                 for step in steps:
                     if progress:
                         bar.step(_label(step, n), _cost(step, opts))
-                    if step["cmd"] == "tput":
-                        result["throughput"].append(await cluster.tput(step))
-                    else:
-                        result["latency" if step["cmd"] == "lat" else "rpc"].append(await cluster.probe(step))
+                    cmd = step["cmd"]
+                    if cmd in TOOL_GROUPS:
+                        await cluster.join_tools()
+                    row = await (cluster.tput(step) if cmd in ("tput", "dict") else cluster.probe(step))
+                    result[_SECTIONS.get(cmd, "tools")].append(row)
                 result["peak_rss_mib"][str(n)] = [p.sample().get("VmHWM") for p in cluster.procs]
                 await cluster.stop()
             finally:
@@ -492,8 +608,13 @@ async def run(opts: Options, progress: bool = True) -> dict[str, Any]:
     return result
 
 
+_SECTIONS = {"tput": "throughput", "lat": "latency", "rpc": "rpc"}  # the others are tools
+
+
 def _label(step: dict[str, Any], n: int) -> str:
-    what = {"tput": f"throughput, {step.get('senders')} sending", "lat": "latency", "rpc": "group RPC"}
+    what = {"tput": f"throughput, {step.get('senders')} sending", "lat": "latency", "rpc": "group RPC",
+            "dict": "ReplicatedDict updates", "lock": "LockService acquire + release",
+            "cohort": "Cohort requests"}
     return f"{n} members: {what[step['cmd']]} {step.get('order', '')} {step['size']} B"
 
 
@@ -544,6 +665,21 @@ def table(result: dict[str, Any]) -> str:
         out.append("group RPC: query(replies=ALL) round trip from one member, one at a time (µs)")
         out += _grid(("N", "size", "n", "p50", "p99", "max", "mean"),
                      [(str(r["members"]), f"{r['size']} B", *_lat_cells(r)) for r in result["rpc"]])
+    updates = [r for r in result["tools"] if r["cmd"] == "dict"]
+    if updates:
+        out.append(f"toolkit: ReplicatedDict.set from every member, {DICT_WRITERS} writers each (each set "
+                   "waits for its own update): updates applied per second per member; CPU µs per update")
+        out += _grid(("N", "size", "updates/s", "min–max", "CPU µs"),
+                     [(str(r["members"]), f"{r['size']} B", f"{r['msgs_per_s']:,.0f}",
+                       f"{r['min']:,.0f}–{r['max']:,.0f}",
+                       _fmt(None if r.get("cpu_s_per_1k") is None else r["cpu_s_per_1k"] * 1000, ".2f"))
+                      for r in updates])
+    calls = [r for r in result["tools"] if r["cmd"] != "dict"]
+    if calls:
+        out.append("toolkit round trips from one member, one at a time (µs): lock = LockService acquire + "
+                   "release of a free lock (two safe-order casts); cohort = Cohort.request, echo handler")
+        out += _grid(("N", "tool", "size", "n", "p50", "p99", "max", "mean"),
+                     [(str(r["members"]), r["cmd"], f"{r['size']} B", *_lat_cells(r)) for r in calls])
     peaks = ", ".join(f"{n} members: " + " / ".join(_fmt(v, ".1f") for v in vals)
                       for n, vals in result["peak_rss_mib"].items())
     out.append(f"peak RSS per member over the whole run (MiB): {peaks}")
@@ -597,8 +733,9 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--order", type=_choices(ORDERS), default=d.orders, help="orderings (default all)")
     parser.add_argument("--senders", type=_choices(("all", "one")), default=d.senders,
                         help="throughput with every member sending and/or one (default all,one)")
-    parser.add_argument("--only", type=_choices(("tput", "lat", "rpc")), default=d.workloads,
-                        help="workloads to run: tput,lat,rpc (default all)")
+    parser.add_argument("--only", type=_choices(WORKLOADS), default=d.workloads,
+                        help="workloads to run: tput,lat,rpc,tools (default all; tools: the toolkit's "
+                        "dict, lock and cohort at the first size)")
     parser.add_argument("--duration", type=float, default=d.duration,
                         help="measuring window of each throughput workload, in seconds (default 10)")
     parser.add_argument("--warmup", type=float, default=d.warmup,
