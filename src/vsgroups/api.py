@@ -40,6 +40,7 @@ from .errors import GroupBlocked, JoinFailed, NodeClosed, NotAMember, QueryFaile
 from .metrics import MetricsServer
 from .oplog import OperatorLog
 from .recovery import ViewRecord
+from .served import BIND, CREPLY, DIFFUSE, GONE, REQUEST, Serving
 from .storage import Storage
 from .trace import TraceWriter
 from .transport.base import Transport
@@ -72,6 +73,13 @@ class Delivery(NamedTuple):
     order: str
     view: str
     payload: Any
+    #: "cast" (a member's cast), "client" (a client's request, cast by the member serving it:
+    #: ``client`` and ``request`` say whose and which; answer with ``Group.reply``), "diffusion"
+    #: (``Group.diffuse``, which the group's clients receive too; ``request`` is its number) or
+    #: "reply" (a member's ``Group.reply(..., multicast=True)`` to request ``request`` of ``client``)
+    kind: str = "cast"
+    client: str | None = None
+    request: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +131,10 @@ class Replica:
     def ended(self, reason: Exception) -> None:
         """This process is no longer in the group: it left (``NotAMember``) or its node stopped
         (``NodeClosed``). Nothing more is delivered; what waits on the group should give up."""
+
+    def client_left(self, client: str) -> None:
+        """A client of the group (``vsgroups.Client``) fell silent and was declared gone: every
+        member hears it at the same point of the stream; nothing it sent later is delivered."""
 
 
 def _encode(obj: Any) -> bytes:
@@ -205,12 +217,18 @@ class Group:
         self._recovering = False  # its next view is the configuration it recovers into, alone
         self._unlogged: ev.ViewInstalled | None = None  # a joiner's first view, logged with its state
         self.active = True
+        self._serving = Serving(self)  # its clients (``vsgroups.served``)
         # ``join(..., events=True)``: the stream the first ``events()`` returns, recording from the join
         self._from_join: EventStream | None = EventStream(self) if events else None
 
     @property
     def members(self) -> tuple[str, ...]:
         return self.view.members if self.view else ()
+
+    @property
+    def clients(self) -> dict[str, str]:
+        """The group's clients (``vsgroups.Client``) and the member id serving each."""
+        return {client: entry.server for client, entry in self._serving.table.clients.items()}
 
     @property
     def member_id(self) -> str:
@@ -230,6 +248,34 @@ class Group:
             self._room.clear()
             await self._room.wait()
         return self._send(_encode([_CAST, payload]), order)
+
+    async def diffuse(self, payload: Any, order: str = "total") -> str:
+        """Multicast ``payload`` to the members (as a ``Delivery`` of kind "diffusion") and to every
+        client of the group, in the group's order: ``total`` or ``safe``, so that every member
+        numbers the diffusions alike and a client that changes server misses none."""
+        if order not in ("total", "safe"):
+            raise UnknownOrdering(f"a diffusion is totally ordered: use order 'total' or 'safe', "
+                                  f"not {order!r}")
+        while self._backlogged():
+            self._room.clear()
+            await self._room.wait()
+        return self._send(_encode([DIFFUSE, payload]), order)
+
+    async def reply(self, msg: Delivery, payload: Any, multicast: bool = False) -> None:
+        """Answer a client's request ``msg`` (a ``Delivery`` of kind "client"). Point to point by
+        default: the client gets it unless this member fails first. ``multicast=True`` casts the
+        reply: every member delivers it (a ``Delivery`` of kind "reply", so a backup knows the
+        request was answered) and the member serving the client forwards it, again after a rebind."""
+        if msg.kind != "client" or msg.client is None:
+            raise ValueError(f"reply answers a client's request, not a delivery of kind {msg.kind!r}")
+        if msg.group != self.name:
+            raise ValueError(f"the request was delivered in group {msg.group!r}, not {self.name!r}")
+        if multicast:
+            self._check(sending=True)
+            self._send(_encode([CREPLY, msg.client, msg.request, _encode(payload)]), "total")
+        else:
+            self._check()
+            self._serving.reply(msg.client, msg.request, _encode(payload))
 
     def _cast(self, data: bytes, order: str) -> str:
         self._check(sending=True)
@@ -381,6 +427,33 @@ class Group:
                     self._publish(msg)
             elif body[0] == _QUERY:
                 self._answer(Delivery(name, mid, sender, order, view, body[2]), body[1])
+            else:
+                self._on_client_message(body, Delivery(name, mid, sender, order, view, None))
+
+    def _on_client_message(self, body: list[Any], at: Delivery) -> None:
+        """A message of the client protocol (``vsgroups.served``) was delivered."""
+        serving, kind = self._serving, body[0]
+        msg: Delivery | None = None
+        if kind == REQUEST:
+            if serving.request(body, at.sender):
+                msg = at._replace(kind="client", client=body[1], request=body[2], payload=_decode(body[3]))
+        elif kind == DIFFUSE:
+            number = serving.diffused(at.msg_id, at.sender, _encode(body[1]))
+            msg = at._replace(kind="diffusion", request=number, payload=body[1])
+        elif kind == CREPLY:
+            serving.replied(body)
+            msg = at._replace(kind="reply", client=body[1], request=body[2], payload=_decode(body[3]))
+        elif kind == BIND:
+            serving.bound(body, at.sender)
+        elif kind == GONE and serving.gone(body):
+            try:
+                self.replica.client_left(body[1])
+            except Exception:  # the application's hook: the group goes on
+                log.exception("the client_left hook of group %s failed", self.name)
+        if msg is not None:
+            self.replica.apply(msg)
+            if self._queues:
+                self._publish(msg)
 
     def _answer(self, msg: Delivery, qid: str) -> None:
         try:
@@ -412,6 +485,8 @@ class Group:
                 self._log_view(out)
             else:
                 self._unlogged = out  # a joiner logs its first view once it holds the state
+        if out.kind == "regular" and ready:
+            self._serving.view(out.members)
         self.replica.view_changed(self.view)
         self._publish(self.view)
         for query in self._queries.values():
@@ -825,7 +900,10 @@ class Node:
         while True:
             await asyncio.sleep(self.tick_interval)
             try:
-                self._core.tick(self._now())
+                now = self._now()
+                self._core.tick(now)
+                for group in self.groups.values():
+                    group._serving.tick(now)
                 self._process()
             except Exception:  # an application hook failed; the node must keep its timers running
                 log.exception("error while handling a tick of %s", self._core.pid)
@@ -914,14 +992,16 @@ class _Outputs(Driver):
 
     def on_need_state(self, out: ev.NeedState) -> None:
         if (group := self.node.groups.get(out.group)) is not None:
-            data = _encode(group.replica.get_state())
+            data = _encode([group.replica.get_state(), group._serving.snapshot()])
             self.core.provide_state(out.group, out.view, data, self.node._now())
             self.oplog.state_sent(out.group, out.view, len(data))
 
     def on_state_ready(self, out: ev.StateReady) -> None:
         if (group := self.node.groups.get(out.group)) is not None:
             self.oplog.state_received(out)
-            group.replica.set_state(_decode(out.data) if out.data else None)
+            state, clients = _decode(out.data) if out.data else (None, None)
+            group.replica.set_state(state)
+            group._serving.restore(clients, group.members)
             group._on_ready()
 
     def on_flushed(self, out: ev.Flushed) -> None:
@@ -951,6 +1031,10 @@ class _Outputs(Driver):
 
     def on_suspicion(self, out: ev.Suspicion) -> None:
         self.oplog.suspicion(out)
+
+    def on_from_client(self, out: ev.FromClient) -> None:
+        if (group := self.node.groups.get(out.group)) is not None:
+            group._serving.from_client(out)
 
     def on_history(self, out: ev.PrimaryHistory) -> None:
         # before the frames of this round leave (they follow it in the outputs): a recovered member

@@ -30,7 +30,7 @@ class Driver:
             ev.StateReady: self.on_state_ready, ev.Flushed: self.on_flushed,
             ev.DirectReceived: self.on_direct, ev.Left: self.on_left, ev.Excluded: self.on_excluded,
             ev.PrimaryHistory: self.on_history, ev.Suspicion: self.on_suspicion,
-            ev.StatusRequested: self.on_status_requested,
+            ev.StatusRequested: self.on_status_requested, ev.FromClient: self.on_from_client,
         }
 
     def drain(self, core: NodeCore) -> None:
@@ -68,3 +68,4 @@ class Driver:
     def on_history(self, out: ev.PrimaryHistory) -> None: ...
     def on_suspicion(self, out: ev.Suspicion) -> None: ...
     def on_status_requested(self, out: ev.StatusRequested) -> None: ...
+    def on_from_client(self, out: ev.FromClient) -> None: ...

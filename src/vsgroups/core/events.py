@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .wire import History
+from .wire import ClientHello, ClientRequest, History
 
 
 @dataclass(slots=True)
@@ -142,7 +142,18 @@ class PrimaryHistory:
     history: History
 
 
+@dataclass(slots=True)
+class FromClient:
+    """A client of ``group`` (``client``, listening at ``addr``) asks to be served, or sends a
+    request: the server side above the core acts on it (``vsgroups.served``)."""
+
+    group: str
+    client: str
+    addr: str
+    msg: ClientHello | ClientRequest
+
+
 Output = (
     Transmit | ViewInstalled | Blocked | Sent | Delivered | DirectReceived | NeedState | StateReady | Flushed
-    | Left | Excluded | PrimaryHistory | Suspicion | StatusRequested
+    | Left | Excluded | PrimaryHistory | Suspicion | StatusRequested | FromClient
 )

@@ -31,6 +31,10 @@ from .wire import (
     CONTROL,
     ORDERS,
     Accept,
+    ClientHello,
+    ClientPing,
+    ClientPong,
+    ClientRefused,
     Commit,
     DecodeError,
     Frame,
@@ -42,6 +46,7 @@ from .wire import (
     decode,
     decode_control,
     decode_frame,
+    decode_to_server,
     encode,
 )
 
@@ -95,6 +100,7 @@ class NodeCore:
         self.suspected: set[str] = set()  # members of our views suspected at the last tick
         self.traffic = Traffic()
         self.peer_traffic: dict[str, Traffic] = {}  # by the address a peer listens on
+        self.client_heard: dict[str, float] = {}  # a client of our groups: when we last heard from it
         self.now = 0.0
 
     # -- application calls -----------------------------------------------------------------------
@@ -228,6 +234,9 @@ class NodeCore:
             sender = frame.sender
             if sender == CONTROL:
                 self._control(frame)
+                return
+            if frame.client:
+                self._from_client(frame, now)
                 return
             name, inc = name_inc(sender)
             for member in frame.aliases.values():
@@ -369,6 +378,32 @@ class NodeCore:
             msg = decode_control(raw)
             if isinstance(msg, StatusRequest):
                 self.outputs.append(ev.StatusRequested(frame.addr, msg.nonce))
+
+    def _from_client(self, frame: Frame, now: float) -> None:
+        """A client's frame: a sign of life (answered, if a ping), its requests for the server side."""
+        client, addr = frame.sender, frame.addr
+        name_inc(client)  # a client id is name#inc too
+        self.client_heard[client] = now
+        for raw in frame.msgs:
+            msg = decode_to_server(raw)
+            if isinstance(msg, ClientPing):
+                self.send(addr, encode(ClientPong(None)))
+                continue
+            engine = self.groups.get(msg.group)
+            if engine is None or engine.view_id is None:
+                if isinstance(msg, ClientHello):
+                    self.send(addr, encode(ClientRefused(msg.group, f"{self.pid} is not a member of group "
+                                                                    f"{msg.group!r}")))
+                continue
+            self.outputs.append(ev.FromClient(msg.group, client, addr, msg))
+
+    def send_client(self, addr: str, data: bytes, now: float) -> None:
+        """Send an encoded message to the client listening at ``addr``."""
+        self.now = now
+        self.send(addr, data)
+
+    def forget_client(self, client: str) -> None:
+        self.client_heard.pop(client, None)
 
     def _learn_aliases(self, sender: str, aliases: dict[str, str], addr: str) -> None:
         for group, member in aliases.items():

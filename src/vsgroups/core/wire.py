@@ -51,6 +51,15 @@ class K(IntEnum):
     MERGE = 21
     STATUS = 22
     STATUSREPLY = 23
+    CHELLO = 24
+    CREQUEST = 25
+    CPING = 26
+    CVIEW = 27
+    CACK = 28
+    CREPLY = 29
+    CDIFFUSION = 30
+    CREFUSED = 31
+    CPONG = 32
 
 
 class Frame(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -61,6 +70,7 @@ class Frame(msgspec.Struct, array_like=True, omit_defaults=True):
     # group and joined it again under a fresh identity, docs/design.md §1); usually empty, and then
     # not on the wire at all
     aliases: dict[str, str] = {}
+    client: bool = False  # from a client of a group (``vsgroups.Client``), not a peer process
 
 
 class _Message(msgspec.Struct, array_like=True, frozen=True):
@@ -316,7 +326,91 @@ class StatusReply(_Message, frozen=True, tag=int(K.STATUSREPLY)):
     status: bytes  # JSON: see ``vsgroups.status``
 
 
+# -- clients of a group (docs/guide/clients.md) --------------------------------------------------------
+#
+# A client is a process outside the group's views. Its frames (``Frame.client``) carry only these
+# messages, and a node never takes their sender for a peer: no failure detection, no heartbeats.
+# The server side of the protocol lives above the core (``vsgroups.served``): the core carries the
+# messages, answers pings and remembers when each client was last heard.
+
+
+class ClientHello(_Message, frozen=True, tag=int(K.CHELLO)):
+    """A client asks the receiver to serve it in ``group``."""
+
+    group: str
+    fresh: bool  # this client incarnation was never served in the group
+    diffusions: int  # the number of the last diffusion it received (the server replays the later ones)
+
+
+class ClientRequest(_Message, frozen=True, tag=int(K.CREQUEST)):
+    """A client's cast or request, for its server to cast in the group (a retransmission after a
+    rebind has the same ``seq``: the servers deliver the first copy only)."""
+
+    group: str
+    seq: int
+    order: int
+    payload: bytes
+
+
+class ClientPing(_Message, frozen=True, tag=int(K.CPING)):
+    group: None
+
+
+class ClientPong(_Message, frozen=True, tag=int(K.CPONG)):
+    group: None
+
+
+class ClientView(_Message, frozen=True, tag=int(K.CVIEW)):
+    """The group's view, from the member serving the client (``server``)."""
+
+    group: str
+    view: str
+    members: list[str]
+    addrs: dict[str, str]
+    server: str
+    diffusions: int  # how many diffusions the server delivered so far (a new client's starting point)
+
+
+class ClientAck(_Message, frozen=True, tag=int(K.CACK)):
+    """The client's ``seq`` was delivered in the group (not retransmitted again)."""
+
+    group: str
+    seq: int
+
+
+class ClientReply(_Message, frozen=True, tag=int(K.CREPLY)):
+    """A server's answer to the client's request ``seq``."""
+
+    group: str
+    seq: int
+    payload: bytes
+
+
+class ClientDiffusion(_Message, frozen=True, tag=int(K.CDIFFUSION)):
+    """The group's diffusion number ``number`` (they are numbered in delivery order)."""
+
+    group: str
+    number: int
+    mid: str
+    sender: str
+    payload: bytes
+
+
+class ClientRefused(_Message, frozen=True, tag=int(K.CREFUSED)):
+    """The receiver does not serve the client in ``group``; ``expired``: no member will, as this
+    client incarnation was declared gone (its outcome is final: it must start anew)."""
+
+    group: str
+    reason: str
+    expired: bool = False
+
+
+ToServer = ClientHello | ClientRequest | ClientPing
+ToClient = ClientView | ClientAck | ClientReply | ClientDiffusion | ClientRefused | ClientPong
+
 encode = msgspec.msgpack.Encoder().encode
+decode_to_server = msgspec.msgpack.Decoder(ToServer).decode
+decode_to_client = msgspec.msgpack.Decoder(ToClient).decode
 decode_control = msgspec.msgpack.Decoder(StatusRequest | StatusReply).decode
 decode_frame = msgspec.msgpack.Decoder(Frame).decode
 decode_history = msgspec.msgpack.Decoder(History).decode

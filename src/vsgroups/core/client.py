@@ -1,0 +1,298 @@
+"""The client side of a group, sans-IO: a process outside the group's views that casts to it and
+hears its diffusions (the papers' ``pg_client``: 1991 §2.3, client–server groups).
+
+Theory of operation. A client is served by one member of the group at a time, its *server*:
+
+* **Binding.** The client sends ``ClientHello`` to a member (first the seeds, later the members of
+  the last view it heard of, starting at a place its name picks, so clients spread over the
+  members) and is bound once that member answers with a ``ClientView``. The member answers only
+  once its cast of the binding has been delivered in the group, so every member knows who serves
+  the client (``vsgroups.served``). No answer within the suspect timeout, or a ``ClientRefused``:
+  the next member is tried.
+* **Requests.** Each request carries the next sequence number of this client incarnation and is
+  kept until the group acknowledges its delivery (``ClientAck``). The server casts it in the
+  group; the members deliver the first copy of each number only. So after a rebind the client
+  simply sends again, in order, everything not acknowledged: what the old server had cast was
+  delivered by every member or by none (virtual synchrony), and a copy that arrives twice is
+  applied once. Requests are totally ordered (``total`` or ``safe``), which is what makes the
+  first copies arrive in number order at every member.
+* **Liveness.** A client pings its server when it has sent it nothing for a heartbeat interval;
+  a server silent for the suspect timeout, or a view without it, makes the client bind to another
+  member. The server watches the client the same way and, if it falls silent, casts its departure:
+  the client incarnation is then *expired* (``ClientRefused(expired=True)``), and the program must
+  start a new one.
+* **Diffusions.** A server forwards to its clients the group's diffusions, numbered in delivery
+  order. A client that binds again says the number of the last one it received, and its new
+  server replays the later ones from its recent history; a number that is skipped is reported.
+
+Inputs are method calls carrying the current time; outputs are taken with ``take_outputs()``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from . import events as ev
+from .config import Config
+from .wire import (
+    ORDER_CODE,
+    ClientAck,
+    ClientDiffusion,
+    ClientHello,
+    ClientPing,
+    ClientPong,
+    ClientRefused,
+    ClientReply,
+    ClientRequest,
+    ClientView,
+    DecodeError,
+    Frame,
+    ToClient,
+    decode_frame,
+    decode_to_client,
+    encode,
+)
+
+CLIENT_ORDERS = ("total", "safe")  # the orders of a client's requests (see the module docstring)
+
+
+@dataclass(slots=True)
+class Bound:
+    """The client now has a server in ``group`` (at a bind, and at every view it is told of)."""
+
+    group: str
+    server: str
+    view: str
+    members: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Acked:
+    group: str
+    seq: int
+
+
+@dataclass(slots=True)
+class Replied:
+    group: str
+    seq: int
+    payload: bytes
+
+
+@dataclass(slots=True)
+class Diffused:
+    """Diffusion ``number`` of the group; ``missed``: how many numbers before it never arrived."""
+
+    group: str
+    number: int
+    mid: str
+    sender: str
+    payload: bytes
+    missed: int = 0
+
+
+@dataclass(slots=True)
+class Expired:
+    """The group declared this client incarnation gone: nothing more is served to it."""
+
+    group: str
+    reason: str
+
+
+ClientOutput = ev.Transmit | Bound | Acked | Replied | Diffused | Expired
+
+
+@dataclass
+class _Binding:
+    """This client's standing in one group."""
+
+    group: str
+    seeds: list[str]
+    server: str | None = None  # the member id of the server, once bound
+    server_addr: str | None = None
+    target: str | None = None  # binding: the address asked
+    asked_at: float = 0.0
+    attempt: int = 0
+    fresh: bool = True  # never bound yet
+    members: list[str] = field(default_factory=list)
+    addrs: dict[str, str] = field(default_factory=dict)
+    diffusions: int = 0  # the number of the last diffusion received
+    next_seq: int = 0
+    unacked: dict[int, ClientRequest] = field(default_factory=dict)  # in seq order
+    heard: float = 0.0  # from the server
+    sent: float = 0.0  # to the server
+
+    def candidates(self, pid: str) -> list[str]:
+        """Where to ask next: the members of the last view heard of, from a place picked by the
+        client's id (clients spread over the servers), then the seeds."""
+        members = [self.addrs[m] for m in self.members if m in self.addrs]
+        if members:
+            start = zlib.crc32(pid.encode()) % len(members)
+            members = members[start:] + members[:start]
+        return list(dict.fromkeys([*members, *self.seeds]))
+
+
+class ClientCore:
+    """One client incarnation ``name#inc`` listening at ``addr``."""
+
+    def __init__(self, name: str, inc: int, addr: str, config: Config | None = None) -> None:
+        if "#" in name or ":" in name or not name:
+            raise ValueError(f"client name {name!r} must be non-empty and contain neither '#' nor ':'")
+        self.pid = f"{name}#{inc}"
+        self.addr = addr
+        self.cfg = config or Config()
+        self.groups: dict[str, _Binding] = {}
+        self.outbox: dict[str, list[bytes]] = {}
+        self.outputs: list[ClientOutput] = []
+        self.dropped = 0  # malformed frames
+        self.now = 0.0
+
+    # -- the program's calls -------------------------------------------------------------------------
+
+    def bind(self, group: str, seeds: list[str], now: float) -> None:
+        """Become a client of ``group``, asking ``seeds`` (member addresses) first."""
+        if group in self.groups:
+            raise ValueError(f"already a client of group {group!r}")
+        if not seeds:
+            raise ValueError(f"no seed to ask for group {group!r}: give the address of a member")
+        self.now = now
+        binding = self.groups[group] = _Binding(group, list(seeds))
+        self._ask(binding, now)
+
+    def unbind(self, group: str) -> None:
+        self.groups.pop(group, None)
+
+    def request(self, group: str, order: str, payload: bytes, now: float) -> int:
+        """Send a request; returns its sequence number (an ``Acked`` output follows its delivery)."""
+        if order not in CLIENT_ORDERS:
+            raise ValueError(f"a client's requests are totally ordered: use order 'total' or 'safe', "
+                             f"not {order!r}")
+        binding = self._binding(group)
+        self.now = now
+        binding.next_seq += 1
+        msg = ClientRequest(group, binding.next_seq, ORDER_CODE[order], payload)
+        binding.unacked[msg.seq] = msg
+        if binding.server_addr is not None:
+            self._send(binding, binding.server_addr, encode(msg))
+        return msg.seq
+
+    def unacked(self, group: str) -> int:
+        return len(self._binding(group).unacked)
+
+    def server(self, group: str) -> str | None:
+        return self._binding(group).server
+
+    # -- inputs --------------------------------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> None:
+        self.now = now
+        try:
+            frame = decode_frame(data)
+            msgs = [decode_to_client(raw) for raw in frame.msgs]
+        except (*DecodeError, ValueError):
+            self.dropped += 1
+            return
+        for msg in msgs:
+            self._on(frame.addr, msg, now)
+
+    def tick(self, now: float) -> None:
+        self.now = now
+        cfg = self.cfg
+        for binding in self.groups.values():
+            if binding.server_addr is None:
+                if now - binding.asked_at > cfg.suspect_timeout:
+                    self._rebind(binding, now)
+            elif now - binding.heard > cfg.suspect_timeout:
+                self._rebind(binding, now)
+            elif now - binding.sent >= cfg.heartbeat_interval:
+                self._send(binding, binding.server_addr, encode(ClientPing(None)))
+
+    def take_outputs(self) -> list[ClientOutput]:
+        for addr, msgs in self.outbox.items():
+            self.outputs.append(ev.Transmit(addr, encode(Frame(self.pid, self.addr, msgs, client=True))))
+        self.outbox = {}
+        out, self.outputs = self.outputs, []
+        return out
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _binding(self, group: str) -> _Binding:
+        binding = self.groups.get(group)
+        if binding is None:
+            raise ValueError(f"not a client of group {group!r}")
+        return binding
+
+    def _on(self, addr: str, msg: ToClient, now: float) -> None:
+        if isinstance(msg, ClientPong):
+            for each in self.groups.values():
+                if each.server_addr == addr:
+                    each.heard = now
+            return
+        binding = self.groups.get(msg.group)
+        if binding is None:
+            return
+        if isinstance(msg, ClientRefused):
+            if msg.expired:
+                del self.groups[msg.group]
+                self.outputs.append(Expired(msg.group, msg.reason))
+            elif addr in (binding.target, binding.server_addr):
+                # ask the next member at the next tick after a heartbeat interval, not at once: a
+                # group that refuses everywhere (it is changing views) is not flooded
+                self._leave_server(binding)
+                binding.asked_at = now - self.cfg.suspect_timeout + self.cfg.heartbeat_interval
+            return
+        if addr != binding.server_addr and not (isinstance(msg, ClientView) and addr == binding.target):
+            # from a server we left (or never asked): its acknowledgements and replies still count
+            if isinstance(msg, ClientAck | ClientReply):
+                self._answer(binding, msg)
+            return
+        binding.heard = now
+        if isinstance(msg, ClientView):
+            self._view(binding, addr, msg, now)
+        elif isinstance(msg, ClientDiffusion):
+            if msg.number > binding.diffusions:
+                missed = msg.number - binding.diffusions - 1
+                binding.diffusions = msg.number
+                self.outputs.append(Diffused(msg.group, msg.number, msg.mid, msg.sender, msg.payload, missed))
+        else:
+            self._answer(binding, msg)
+
+    def _answer(self, binding: _Binding, msg: ClientAck | ClientReply) -> None:
+        if isinstance(msg, ClientAck):
+            if binding.unacked.pop(msg.seq, None) is not None:
+                self.outputs.append(Acked(msg.group, msg.seq))
+        else:
+            self.outputs.append(Replied(msg.group, msg.seq, msg.payload))
+
+    def _view(self, binding: _Binding, addr: str, msg: ClientView, now: float) -> None:
+        binding.members, binding.addrs = msg.members, msg.addrs
+        if binding.server_addr is None:  # bound: everything not acknowledged goes out again, in order
+            binding.server, binding.server_addr, binding.target = msg.server, addr, None
+            if binding.fresh:  # diffusions from now on (a client that binds again gets a replay)
+                binding.diffusions = msg.diffusions
+            binding.fresh = False
+            for request in binding.unacked.values():
+                self._send(binding, addr, encode(request))
+        self.outputs.append(Bound(msg.group, msg.server, msg.view, tuple(msg.members)))
+
+    def _leave_server(self, binding: _Binding) -> None:
+        """Give up the current server (or the member asked): the next ask goes to the next one."""
+        binding.server = binding.server_addr = binding.target = None
+        binding.attempt += 1
+
+    def _rebind(self, binding: _Binding, now: float) -> None:
+        self._leave_server(binding)
+        self._ask(binding, now)
+
+    def _ask(self, binding: _Binding, now: float) -> None:
+        candidates = binding.candidates(self.pid)
+        binding.target = candidates[binding.attempt % len(candidates)]
+        binding.asked_at = now
+        hello = ClientHello(binding.group, binding.fresh, binding.diffusions)
+        self._send(binding, binding.target, encode(hello))
+
+    def _send(self, binding: _Binding, addr: str, data: bytes) -> None:
+        self.outbox.setdefault(addr, []).append(data)
+        if addr == binding.server_addr:
+            binding.sent = self.now
