@@ -1,9 +1,11 @@
 PYTHON ?= .venv/bin/python
 # `make soak SEEDS=20000..29999` sweeps another range, `MODELS=evs` one model; JOBS defaults to
-# every core. TOOLS are the toolkit workloads swept too, over TOOL_SEEDS.
+# every core. TOOLS are the toolkit workloads swept too, over TOOL_SEEDS, in every model; VS_TOOLS
+# (the group structures that exist in vs only: clients) in vs.
 SEEDS ?= 0..9999
 MODELS ?= vs evs
 TOOLS ?= dict lock token watch cohort split
+VS_TOOLS ?= client
 TOOL_SEEDS ?= 0..1999
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -14,13 +16,16 @@ test:
 	$(PYTHON) -m pytest -q
 
 # 10,000 simulated seeds per model with every fault kind, then 2,000 seeds per model of each tool's
-# workload; prints the failing seeds and how to replay each
+# workload (and of the vs-only ones, VS_TOOLS, in vs); prints the failing seeds and how to replay each
 soak:
 	status=0; for model in $(MODELS); do \
 		$(PYTHON) -m vsgroups.sim --model $$model --seeds $(SEEDS) --jobs $(JOBS) || status=1; \
 		for tool in $(TOOLS); do \
 			$(PYTHON) -m vsgroups.sim --workload $$tool --model $$model --seeds $(TOOL_SEEDS) --jobs $(JOBS) \
-				|| status=1; done; done; exit $$status
+				|| status=1; done; done; \
+	for tool in $(VS_TOOLS); do \
+		$(PYTHON) -m vsgroups.sim --workload $$tool --model vs --seeds $(TOOL_SEEDS) --jobs $(JOBS) || status=1; \
+	done; exit $$status
 
 # the API reference, from the docstrings, into docs/api/ (open docs/api/index.html)
 .PHONY: api-docs

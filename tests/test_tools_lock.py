@@ -142,3 +142,14 @@ def test_readers_share_a_lock_and_a_writer_waits_for_them_in_order() -> None:
         assert (await late_reader).fence > w.fence
 
     run(main)
+
+
+@pytest.mark.parametrize("seed", [48])
+def test_an_acquire_that_fails_with_its_node_leaves_no_unretrieved_error(seed: int) -> None:
+    """A soak seed: a node stopped while an acquire's cast was under way; the acquire raised the
+    cast's error, and the grant it waited for failed too, unobserved ("Future exception was never
+    retrieved", which the run counts as a problem)."""
+    from vsgroups.sim.workloads import WorkloadSpec, run_workload
+
+    outcome = run_workload(WorkloadSpec(seed, "lock"))
+    assert outcome.ok, outcome.problems()

@@ -249,30 +249,29 @@ class Group:
             await self._room.wait()
         return self._send(_encode([_CAST, payload]), order)
 
-    async def diffuse(self, payload: Any, order: str = "total") -> str:
+    async def diffuse(self, payload: Any) -> str:
         """Multicast ``payload`` to the members (as a ``Delivery`` of kind "diffusion") and to every
-        client of the group, in the group's order: ``total`` or ``safe``, so that every member
-        numbers the diffusions alike and a client that changes server misses none."""
-        if order not in ("total", "safe"):
-            raise UnknownOrdering(f"a diffusion is totally ordered: use order 'total' or 'safe', "
-                                  f"not {order!r}")
+        client of the group, in the group's order. Diffusions are safe messages: every member
+        numbers them alike, and a client hears of one only once every member holds it, so none
+        that a client has is ever lost by the group."""
         while self._backlogged():
             self._room.clear()
             await self._room.wait()
-        return self._send(_encode([DIFFUSE, payload]), order)
+        return self._send(_encode([DIFFUSE, payload]), "safe")
 
     async def reply(self, msg: Delivery, payload: Any, multicast: bool = False) -> None:
         """Answer a client's request ``msg`` (a ``Delivery`` of kind "client"). Point to point by
         default: the client gets it unless this member fails first. ``multicast=True`` casts the
         reply: every member delivers it (a ``Delivery`` of kind "reply", so a backup knows the
-        request was answered) and the member serving the client forwards it, again after a rebind."""
+        request was answered) and the member serving the client forwards it, again after a rebind
+        (a safe message: the client never has a reply the members could lose)."""
         if msg.kind != "client" or msg.client is None:
             raise ValueError(f"reply answers a client's request, not a delivery of kind {msg.kind!r}")
         if msg.group != self.name:
             raise ValueError(f"the request was delivered in group {msg.group!r}, not {self.name!r}")
         if multicast:
             self._check(sending=True)
-            self._send(_encode([CREPLY, msg.client, msg.request, _encode(payload)]), "total")
+            self._send(_encode([CREPLY, msg.client, msg.request, _encode(payload)]), "safe")
         else:
             self._check()
             self._serving.reply(msg.client, msg.request, _encode(payload))
@@ -435,7 +434,7 @@ class Group:
         serving, kind = self._serving, body[0]
         msg: Delivery | None = None
         if kind == REQUEST:
-            if serving.request(body, at.sender):
+            if serving.request(body, at.sender, at.order):
                 msg = at._replace(kind="client", client=body[1], request=body[2], payload=_decode(body[3]))
         elif kind == DIFFUSE:
             number = serving.diffused(at.msg_id, at.sender, _encode(body[1]))

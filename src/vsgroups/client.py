@@ -76,6 +76,13 @@ class ClientGroup:
         self._from_bind: asyncio.Queue[Diffusion | None] | None = self._stream() if events else None
         self._error: VsgroupsError | None = None
 
+    @property
+    def last_diffusion(self) -> int:
+        """The number of the group's last diffusion this client holds: the last it received, or
+        the last the group had delivered when it bound (it receives those after)."""
+        binding = self.client._core.groups.get(self.name)
+        return binding.diffusions if binding is not None else 0
+
     async def cast(self, payload: Any, order: str = "total") -> None:
         """Send ``payload`` to the group; returns once the group delivered it (every member did, or
         will: it is atomic). Waits while ``WINDOW`` requests are under way."""
@@ -162,6 +169,7 @@ class ClientGroup:
         for fut in [*self._acks.values(), *self._replies.values()]:
             if not fut.done():
                 fut.set_exception(exc)
+                fut.exception()  # retrieved: a call that gave up waiting (a timeout) never will
         self._acks.clear()
         self._room.set()
         self._bound.set()
@@ -273,7 +281,7 @@ class Client:
     def _make_transport(self) -> Transport:
         """Real TCP; the simulator puts its own network here (``sim.aio``)."""
         return TcpTransport(self.listen, self.key, self._on_frame, max_frame=self.config.max_frame,
-                            on_read_done=self._process)
+                            on_read_done=self._act)
 
     def _wall_clock(self) -> float:
         return time.time()
@@ -296,15 +304,16 @@ class Client:
 
     def _deferred(self) -> None:
         self._scheduled = False
-        self._process()
+        self._act()
 
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick_interval)
             self._core.tick(self._now())
-            self._process()
+            self._act()
 
-    def _process(self) -> None:
+    def _act(self) -> None:
+        """Act on the core's outputs (after a read, a tick, or in the round a call scheduled)."""
         assert self._transport is not None
         for out in self._core.take_outputs():
             if isinstance(out, ev.Transmit):

@@ -7,8 +7,12 @@ every member and travels to joiners with the group's state (``ClientTable``):
   serves the client; the server then answers the client with the view, replays the diffusions it
   missed, and the multicast replies it may not have received.
 * A client's request is cast by its server. Every member delivers the first copy of each sequence
-  number only, and the member that cast a copy acknowledges it to the client once delivered, so
-  the client sends again (after a rebind) only what was delivered nowhere.
+  number only, and the member that cast a copy acknowledges it to the client once it is delivered
+  and stable (every member holds it: a total-order message delivered by its sequencer alone is
+  lost if the sequencer fails), so the client sends again, after a rebind, whatever could still
+  be lost, and nothing twice.
+* What a client hears of the group's history is stable too: diffusions and multicast replies are
+  cast in safe order, so no client ever hears of a message that the group could lose.
 * A server watches its clients; one silent for the suspect timeout is declared gone by a cast, so
   every member learns it at the same point of the stream (``Replica.client_left``). Its id is kept
   among the expired ones, so that nothing it sent late is ever applied.
@@ -22,6 +26,7 @@ what a client's sequence numbers mean.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -165,6 +170,8 @@ class Serving:
         self.group = group
         self.table = ClientTable()
         self.declared: set[str] = set()  # clients whose departure this member cast
+        self.unstable: list[tuple[str, int]] = []  # (address, seq): acknowledgements awaiting stability
+        self.acker: asyncio.Task[None] | None = None
 
     # -- from the clients ----------------------------------------------------------------------------
 
@@ -195,7 +202,7 @@ class Serving:
         if sender != me:
             return
         self.group.node._core.client_heard.setdefault(client, self.group.node._now())
-        self._send(addr, self._view_msg(client))
+        self._send(addr, self._view_msg(answer=True))
         if not fresh:
             name = self.group.name
             for d in table.since(seen):
@@ -203,7 +210,7 @@ class Serving:
             for seq, payload in table.clients[client].replies.items():
                 self._send(addr, ClientReply(name, seq, payload))
 
-    def request(self, body: list[Any], sender: str) -> bool:
+    def request(self, body: list[Any], sender: str, order: str) -> bool:
         """A copy of a client's request was delivered: True if it is the first (to apply)."""
         _, client, seq, _ = body
         fresh = self.table.request(client, seq)
@@ -211,9 +218,28 @@ class Serving:
             entry = self.table.clients.get(client)
             if entry is None:
                 self._expired(client, None)
-            else:
+            elif order == "safe":  # stable already
                 self._send(entry.addr, ClientAck(self.group.name, seq))
+            else:
+                self._ack_when_stable(entry.addr, seq)
         return bool(fresh)
+
+    def _ack_when_stable(self, addr: str, seq: int) -> None:
+        self.unstable.append((addr, seq))
+        if self.acker is None or self.acker.done():
+            self.acker = asyncio.get_running_loop().create_task(self._ack_stable())
+
+    async def _ack_stable(self) -> None:
+        """Acknowledge batches of requests once this member's casts so far are stable."""
+        while self.unstable:
+            batch, self.unstable = self.unstable, []
+            try:
+                await self.group.flush()
+            except VsgroupsError:  # the member is leaving or was excluded: its clients bind again
+                self.unstable.clear()
+                return
+            for addr, seq in batch:
+                self._send(addr, ClientAck(self.group.name, seq))
 
     def gone(self, body: list[Any]) -> bool:
         client = body[1]
@@ -248,7 +274,7 @@ class Serving:
             if members[0] == me:
                 core.client_heard[client] = max(core.client_heard.get(client, now), now)
         for client in self.table.served_by(me):
-            self._send(self.table.clients[client].addr, self._view_msg(client))
+            self._send(self.table.clients[client].addr, self._view_msg())
 
     # -- the member's own doings ---------------------------------------------------------------------
 
@@ -277,7 +303,7 @@ class Serving:
 
     def restore(self, state: Any, members: tuple[str, ...]) -> None:
         """A joiner's table, as of its join; the view it joined in changes it as it did the others'."""
-        self.table = ClientTable()
+        self.table = type(self.table)()  # a subclass stays (the simulator's broken variant)
         if state is not None:
             self.table.restore(state)
             if members:
@@ -285,13 +311,13 @@ class Serving:
 
     # -- internals -----------------------------------------------------------------------------------
 
-    def _view_msg(self, client: str) -> ClientView:
+    def _view_msg(self, answer: bool = False) -> ClientView:
         group = self.group
         core = group.node._core
         members = list(group.members)
         addrs = {m: (group.node.address if m == group.member_id else core.addrs.get(m, "")) for m in members}
         return ClientView(group.name, group.view.view if group.view else "", members, addrs, group.member_id,
-                          self.table.diffusions)
+                          self.table.diffusions, answer)
 
     def _expired(self, client: str, addr: str | None) -> None:
         core = self.group.node._core

@@ -24,6 +24,9 @@ Theory of operation. A client is served by one member of the group at a time, it
 * **Diffusions.** A server forwards to its clients the group's diffusions, numbered in delivery
   order. A client that binds again says the number of the last one it received, and its new
   server replays the later ones from its recent history; a number that is skipped is reported.
+* **Loss.** A connection that breaks loses what it had in flight. So requests not acknowledged
+  for ``retry_interval`` are sent again (the members deliver one copy), and a client that sees a
+  diffusion number skipped asks its server again, as at a rebind, for the replay.
 
 Inputs are method calls carrying the current time; outputs are taken with ``take_outputs()``.
 """
@@ -35,6 +38,7 @@ from dataclasses import dataclass, field
 
 from . import events as ev
 from .config import Config
+from .ids import view_epoch
 from .wire import (
     ORDER_CODE,
     ClientAck,
@@ -111,6 +115,8 @@ class _Binding:
     seeds: list[str]
     server: str | None = None  # the member id of the server, once bound
     server_addr: str | None = None
+    server_node: str | None = None  # the pid of its process: a restart at the same address is another
+    view: str | None = None  # the last view heard of
     target: str | None = None  # binding: the address asked
     asked_at: float = 0.0
     attempt: int = 0
@@ -122,6 +128,9 @@ class _Binding:
     unacked: dict[int, ClientRequest] = field(default_factory=dict)  # in seq order
     heard: float = 0.0  # from the server
     sent: float = 0.0  # to the server
+    resend_at: float = 0.0  # the unacknowledged requests go out again then
+    replaying: bool = False  # asked the server again for the diffusions after a gap
+    accept_gap: bool = False  # the replay began: what it starts with is all the server holds
 
     def candidates(self, pid: str) -> list[str]:
         """Where to ask next: the members of the last view heard of, from a place picked by the
@@ -172,6 +181,8 @@ class ClientCore:
         self.now = now
         binding.next_seq += 1
         msg = ClientRequest(group, binding.next_seq, ORDER_CODE[order], payload)
+        if not binding.unacked:
+            binding.resend_at = now + self.cfg.retry_interval
         binding.unacked[msg.seq] = msg
         if binding.server_addr is not None:
             self._send(binding, binding.server_addr, encode(msg))
@@ -194,7 +205,7 @@ class ClientCore:
             self.dropped += 1
             return
         for msg in msgs:
-            self._on(frame.addr, msg, now)
+            self._on(frame.sender, frame.addr, msg, now)
 
     def tick(self, now: float) -> None:
         self.now = now
@@ -205,6 +216,8 @@ class ClientCore:
                     self._rebind(binding, now)
             elif now - binding.heard > cfg.suspect_timeout:
                 self._rebind(binding, now)
+            elif binding.unacked and now >= binding.resend_at:
+                self._resend(binding, binding.server_addr)
             elif now - binding.sent >= cfg.heartbeat_interval:
                 self._send(binding, binding.server_addr, encode(ClientPing(None)))
 
@@ -223,10 +236,11 @@ class ClientCore:
             raise ValueError(f"not a client of group {group!r}")
         return binding
 
-    def _on(self, addr: str, msg: ToClient, now: float) -> None:
+    def _on(self, node: str, addr: str, msg: ToClient, now: float) -> None:
+        """``msg`` from the process ``node`` listening at ``addr``."""
         if isinstance(msg, ClientPong):
             for each in self.groups.values():
-                if each.server_addr == addr:
+                if each.server_node == node:
                     each.heard = now
             return
         binding = self.groups.get(msg.group)
@@ -236,49 +250,85 @@ class ClientCore:
             if msg.expired:
                 del self.groups[msg.group]
                 self.outputs.append(Expired(msg.group, msg.reason))
-            elif addr in (binding.target, binding.server_addr):
+            elif addr == binding.target or node == binding.server_node:
                 # ask the next member at the next tick after a heartbeat interval, not at once: a
                 # group that refuses everywhere (it is changing views) is not flooded
                 self._leave_server(binding)
                 binding.asked_at = now - self.cfg.suspect_timeout + self.cfg.heartbeat_interval
             return
-        if addr != binding.server_addr and not (isinstance(msg, ClientView) and addr == binding.target):
+        serves = isinstance(msg, ClientView) and self._serves(binding, addr, msg)
+        if node != binding.server_node and not serves:
             # from a server we left (or never asked): its acknowledgements and replies still count
             if isinstance(msg, ClientAck | ClientReply):
                 self._answer(binding, msg)
             return
         binding.heard = now
         if isinstance(msg, ClientView):
-            self._view(binding, addr, msg, now)
+            self._view(binding, node, addr, msg)
         elif isinstance(msg, ClientDiffusion):
-            if msg.number > binding.diffusions:
-                missed = msg.number - binding.diffusions - 1
-                binding.diffusions = msg.number
-                self.outputs.append(Diffused(msg.group, msg.number, msg.mid, msg.sender, msg.payload, missed))
+            self._diffusion(binding, addr, msg)
         else:
             self._answer(binding, msg)
+
+    def _diffusion(self, binding: _Binding, addr: str, msg: ClientDiffusion) -> None:
+        missed = msg.number - binding.diffusions - 1
+        if missed < 0:
+            return  # a replayed one already received
+        if missed and not binding.accept_gap:
+            if not binding.replaying:  # lost on the way: ask for the replay, as a rebind does
+                binding.replaying = True
+                self._send(binding, addr, encode(ClientHello(binding.group, False, binding.diffusions)))
+            return
+        binding.replaying = binding.accept_gap = False
+        binding.diffusions = msg.number
+        self.outputs.append(Diffused(msg.group, msg.number, msg.mid, msg.sender, msg.payload, missed))
 
     def _answer(self, binding: _Binding, msg: ClientAck | ClientReply) -> None:
         if isinstance(msg, ClientAck):
             if binding.unacked.pop(msg.seq, None) is not None:
+                binding.resend_at = self.now + self.cfg.retry_interval
                 self.outputs.append(Acked(msg.group, msg.seq))
         else:
             self.outputs.append(Replied(msg.group, msg.seq, msg.payload))
 
-    def _view(self, binding: _Binding, addr: str, msg: ClientView, now: float) -> None:
-        binding.members, binding.addrs = msg.members, msg.addrs
-        if binding.server_addr is None:  # bound: everything not acknowledged goes out again, in order
-            binding.server, binding.server_addr, binding.target = msg.server, addr, None
-            if binding.fresh:  # diffusions from now on (a client that binds again gets a replay)
-                binding.diffusions = msg.diffusions
-            binding.fresh = False
-            for request in binding.unacked.values():
-                self._send(binding, addr, encode(request))
+    @staticmethod
+    def _serves(binding: _Binding, addr: str, msg: ClientView) -> bool:
+        """Does this view, from another process than our server, make its sender our server? The
+        member we asked answers so; and when our server leaves the group, the oldest member takes
+        its clients over, with a newer view."""
+        if binding.server_node is None:
+            return addr == binding.target
+        return binding.view is None or view_epoch(msg.view) > view_epoch(binding.view)
+
+    def _view(self, binding: _Binding, node: str, addr: str, msg: ClientView) -> None:
+        binding.members, binding.addrs, binding.view = msg.members, msg.addrs, msg.view
+        if node == binding.server_node:
+            if binding.replaying and msg.answer:  # the answer to our hello: the replay follows
+                binding.accept_gap = True
+            self.outputs.append(Bound(msg.group, msg.server, msg.view, tuple(msg.members)))
+            return
+        taking_over = binding.server_node is not None
+        binding.server, binding.server_node, binding.server_addr = msg.server, node, addr
+        binding.target = None
+        if binding.fresh:  # diffusions from now on
+            binding.diffusions = msg.diffusions
+        else:  # the replay of what it missed follows the answer to its hello (asked for now if need be)
+            binding.replaying, binding.accept_gap = True, msg.answer
+            if taking_over:
+                self._send(binding, addr, encode(ClientHello(binding.group, False, binding.diffusions)))
+        binding.fresh = False
+        self._resend(binding, addr)  # everything not acknowledged goes out again, in order
         self.outputs.append(Bound(msg.group, msg.server, msg.view, tuple(msg.members)))
+
+    def _resend(self, binding: _Binding, addr: str) -> None:
+        for request in binding.unacked.values():
+            self._send(binding, addr, encode(request))
+        binding.resend_at = self.now + self.cfg.retry_interval
 
     def _leave_server(self, binding: _Binding) -> None:
         """Give up the current server (or the member asked): the next ask goes to the next one."""
-        binding.server = binding.server_addr = binding.target = None
+        binding.server = binding.server_addr = binding.server_node = binding.target = None
+        binding.replaying = binding.accept_gap = False
         binding.attempt += 1
 
     def _rebind(self, binding: _Binding, now: float) -> None:

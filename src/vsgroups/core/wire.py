@@ -369,6 +369,7 @@ class ClientView(_Message, frozen=True, tag=int(K.CVIEW)):
     addrs: dict[str, str]
     server: str
     diffusions: int  # how many diffusions the server delivered so far (a new client's starting point)
+    answer: bool = False  # it answers the client's hello: the replay of what the client missed follows
 
 
 class ClientAck(_Message, frozen=True, tag=int(K.CACK)):

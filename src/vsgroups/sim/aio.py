@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from ..api import Node
+from ..client import Client
 from ..transport.base import Transport
 from .network import Network
 
@@ -167,7 +168,22 @@ class SimPort:
             del self.network.ports[self._address]
 
 
-class SimNode(Node):
+class _Simulated:
+    """What puts a ``Node`` or a ``Client`` on a ``SimNetwork``: the transport and the wall clock."""
+
+    network: SimNetwork
+    sim_address: str
+    _on_frame: Callable[[bytes], None]
+    _act: Callable[[], None]
+
+    def _make_transport(self) -> Transport:
+        return SimPort(self.network, self.sim_address, self._on_frame, self._act)
+
+    def _wall_clock(self) -> float:
+        return EPOCH + self.network.loop.time()
+
+
+class SimNode(_Simulated, Node):
     """A ``Node`` on a ``SimNetwork``: same runtime, simulated transport, virtual wall clock. Its
     address is fixed at creation (``listen`` is ignored), so that a restart keeps it."""
 
@@ -177,11 +193,14 @@ class SimNode(Node):
         self.network = network
         self.sim_address = address or network.address()
 
-    def _make_transport(self) -> Transport:
-        return SimPort(self.network, self.sim_address, self._on_frame, self._act)
 
-    def _wall_clock(self) -> float:
-        return EPOCH + self.network.loop.time()
+class SimClient(_Simulated, Client):
+    """A ``Client`` on a ``SimNetwork`` (``seeds``: the members' simulated addresses)."""
+
+    def __init__(self, network: SimNetwork, name: str, seeds: Iterable[str], **options: Any) -> None:
+        super().__init__(name, seeds, key=b"simulated", **options)
+        self.network = network
+        self.sim_address = network.address()
 
 
 def run(main: Callable[[VirtualLoop], Coroutine[Any, Any, T]], limit: float = 600.0) -> T:

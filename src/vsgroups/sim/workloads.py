@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import random
 import tempfile
 import time
@@ -28,18 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from ..api import ViewChange
 from ..check import check_dir
-from ..core import Config
 from ..errors import VsgroupsError
 from ..tools import Cohort, LockService, ReplicatedDict, Split, Token, Watch
 from .aio import SimNetwork, SimNode, VirtualLoop, run
-
-MODELS = ("vs", "evs")
-FINAL_LIMIT = 30.0  # virtual seconds for the group to settle after the final heal
-CONFIG = Config(suspect_timeout=0.5)
+from .client_workloads import ClientWorkload
+from .workload_base import CONFIG, FINAL_LIMIT, Problems, Workload, _digest, _Recording
 
 
 @dataclass(frozen=True)
@@ -55,8 +49,9 @@ class WorkloadSpec:
     def __post_init__(self) -> None:
         if self.tool not in WORKLOADS:
             raise ValueError(f"unknown workload {self.tool!r}: use one of {', '.join(WORKLOADS)}")
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}: use vs or evs")
+        if self.model not in WORKLOADS[self.tool].models:
+            models = " or ".join(WORKLOADS[self.tool].models)
+            raise ValueError(f"the {self.tool} workload runs in model {models}, not {self.model!r}")
 
     def command(self) -> str:
         extra = f" --model {self.model}" if self.model != "vs" else ""
@@ -88,68 +83,7 @@ class WorkloadOutcome:
                 f"virtual in {self.cpu_time:.2f}s of CPU")
 
 
-class Problems:
-    """What a run found wrong, each once."""
-
-    def __init__(self) -> None:
-        self.found: dict[str, None] = {}
-
-    def add(self, text: str) -> None:
-        self.found.setdefault(text, None)
-
-
 # -- the tools under test ------------------------------------------------------------------------------
-
-
-def _digest(state: Any) -> str:
-    return hashlib.sha256(msgpack.packb(state, default=repr)).hexdigest()[:16]
-
-
-class _Recording:
-    """Mixed into a tool: records its state each time a view settles here (the per-view check)."""
-
-    record: Callable[[str, str, str], None] = staticmethod(lambda view, member, digest: None)
-    group: Any
-    snapshot: Callable[[], Any]  # the tool's
-
-    def settled_view(self, view: ViewChange) -> None:
-        super().settled_view(view)  # type: ignore[misc]
-        self.record(view.view, self.group.member_id, _digest(self.snapshot()))
-
-
-class Workload:
-    """A tool under test: how members join it and use it, and what must hold."""
-
-    tool: type[Any]
-    broken: type[Any]
-
-    def __init__(self, broken: bool, problems: Problems) -> None:
-        self.cls = self.broken if broken else self.tool
-        self.problems = problems
-        self.at_view: dict[str, dict[str, str]] = {}  # view: member: digest
-
-    async def join(self, node: SimNode, model: str) -> Any:
-        tool = await self.cls.join(node, "tool", model=model, timeout=None)
-        tool.record = self._record
-        return tool
-
-    def _record(self, view: str, member: str, digest: str) -> None:
-        self.at_view.setdefault(view, {})[member] = digest
-
-    async def operate(self, tool: Any, rng: random.Random) -> None:
-        raise NotImplementedError
-
-    def quiet(self, tools: list[Any]) -> bool:
-        """Nothing of the load is still under way (the end waits for it, within its limit)."""
-        return True
-
-    def check(self, tools: list[Any]) -> None:
-        for view, digests in sorted(self.at_view.items()):
-            if len(set(digests.values())) > 1:
-                self.problems.add(f"members that settled view {view} hold different states: {digests}")
-        finals = {t.group.member_id: _digest(t.snapshot()) for t in tools}
-        if len(set(finals.values())) > 1:
-            self.problems.add(f"the members end with different states: {finals}")
 
 
 class _CheckedDict(_Recording, ReplicatedDict):
@@ -470,7 +404,7 @@ class SplitWorkload(CohortWorkload):
 
 WORKLOADS: dict[str, type[Workload]] = {
     "cohort": CohortWorkload, "dict": DictWorkload, "lock": LockWorkload, "split": SplitWorkload,
-    "token": TokenWorkload, "watch": WatchWorkload,
+    "token": TokenWorkload, "watch": WatchWorkload, "client": ClientWorkload,
 }
 
 
@@ -521,6 +455,7 @@ class _Run:
             first = False
             await member.node.start()
             await self._join(member)
+        self.workload.begin(self)
 
     async def _join(self, member: _Member) -> None:
         member.tool = await self.workload.join(member.node, self.spec.model)
@@ -658,6 +593,7 @@ class _Run:
         for member in self.members.values():
             if member.client is not None:
                 member.client.cancel()
+        self.workload.stop_load()
         tools = [m.tool for m in self.members.values()]
         while self.loop.time() < deadline + 10:  # the operations in flight are applied everywhere
             if len({_digest(t.snapshot()) for t in tools}) == 1 and self.workload.quiet(tools):
@@ -680,6 +616,7 @@ def run_workload(spec: WorkloadSpec, trace_dir: str | Path | None = None) -> Wor
             await sim.faults()
             tools = await sim.finish()
             sim.workload.check(tools)
+            await sim.workload.close()
             for member in sim.members.values():
                 await member.node.close()
             outcome.virtual = loop.time()

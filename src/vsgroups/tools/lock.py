@@ -91,6 +91,8 @@ class LockService(Replicated):
             return await granted
         except (Exception, asyncio.CancelledError):
             self._granted.pop(rid, None)
+            if granted.done() and not granted.cancelled():
+                granted.exception()  # failed with the cast (the node stopped): the caller hears its error
             if self._wanted.pop(rid, None) is not None:
                 with contextlib.suppress(VsgroupsError):
                     await asyncio.shield(self.submit(["release", resource, rid]))
