@@ -230,6 +230,11 @@ class Group:
         """The group's clients (``vsgroups.Client``) and the member id serving each."""
         return {client: entry.server for client, entry in self._serving.table.clients.items()}
 
+    def serves(self, msg: Delivery) -> bool:
+        """Does this member serve the client whose request ``msg`` is (the usual one to answer it)?"""
+        return msg.client is not None and self._serving.table.clients.get(msg.client) is not None and \
+            self._serving.table.clients[msg.client].server == self.member_id
+
     @property
     def member_id(self) -> str:
         """This process's identity in the group (``name#inc``): ``Node.pid``, unless it was excluded

@@ -18,7 +18,8 @@ every member and travels to joiners with the group's state (``ClientTable``):
   among the expired ones, so that nothing it sent late is ever applied.
 * Diffusions are numbered in delivery order; the recent ones are kept for clients that bind again.
 * At a view change, the clients of the members that left are given to the oldest member, which
-  watches them until they bind elsewhere.
+  watches them (from one suspect timeout on: they need that long to notice) until they bind
+  elsewhere.
 
 Clients are served by vs groups (primary component): in evs, each component would decide alone
 what a client's sequence numbers mean.
@@ -270,9 +271,10 @@ class Serving:
     def view(self, members: tuple[str, ...]) -> None:
         """A view was installed here: take over the clients of members that left, tell ours."""
         core, now, me = self.group.node._core, self.group.node._now(), self.group.member_id
+        grace = now + self.group.node.config.suspect_timeout  # time to notice and bind elsewhere
         for client in self.table.view(members):
             if members[0] == me:
-                core.client_heard[client] = max(core.client_heard.get(client, now), now)
+                core.client_heard[client] = max(core.client_heard.get(client, now), grace)
         for client in self.table.served_by(me):
             self._send(self.table.clients[client].addr, self._view_msg())
 

@@ -133,13 +133,18 @@ class _Binding:
     accept_gap: bool = False  # the replay began: what it starts with is all the server holds
 
     def candidates(self, pid: str) -> list[str]:
-        """Where to ask next: the members of the last view heard of, from a place picked by the
-        client's id (clients spread over the servers), then the seeds."""
+        """Where to ask next: the members of the last view heard of, then the seeds, each from a place
+        picked by the client's id (so clients spread over the servers)."""
+        start = zlib.crc32(pid.encode())
         members = [self.addrs[m] for m in self.members if m in self.addrs]
-        if members:
-            start = zlib.crc32(pid.encode()) % len(members)
-            members = members[start:] + members[:start]
-        return list(dict.fromkeys([*members, *self.seeds]))
+        return list(dict.fromkeys([*_turn(members, start), *_turn(self.seeds, start)]))
+
+
+def _turn(items: list[str], start: int) -> list[str]:
+    if not items:
+        return items
+    start %= len(items)
+    return items[start:] + items[:start]
 
 
 class ClientCore:
@@ -332,11 +337,15 @@ class ClientCore:
         binding.attempt += 1
 
     def _rebind(self, binding: _Binding, now: float) -> None:
+        left = binding.server_addr or binding.target
         self._leave_server(binding)
-        self._ask(binding, now)
+        self._ask(binding, now, avoid=left)
 
-    def _ask(self, binding: _Binding, now: float) -> None:
+    def _ask(self, binding: _Binding, now: float, avoid: str | None = None) -> None:
+        """Ask the next candidate to serve us (never again the one just given up, if there are others)."""
         candidates = binding.candidates(self.pid)
+        if avoid in candidates and len(candidates) > 1:
+            candidates.remove(avoid)
         binding.target = candidates[binding.attempt % len(candidates)]
         binding.asked_at = now
         hello = ClientHello(binding.group, binding.fresh, binding.diffusions)

@@ -65,7 +65,7 @@ class _Server(Replica):
             self.log.append(["client", msg.client, msg.request, msg.payload["id"]])
             if msg.payload["multicast"]:
                 self.pending[msg.payload["id"]] = msg
-            if self.group.clients.get(msg.client) == self.group.member_id:
+            if self.group.serves(msg):
                 self._answer(msg)
         elif msg.kind == "reply":
             self.pending.pop(msg.payload[1]["id"], None)
@@ -76,7 +76,7 @@ class _Server(Replica):
         # the requests still pending were answered by nobody yet: the members now serving their
         # clients answer them (a second answer is harmless: the client takes the first)
         for msg in list(self.pending.values()):
-            if self.group.clients.get(msg.client) == self.group.member_id:
+            if self.group.serves(msg):
                 self._answer(msg)
 
     def _answer(self, msg: Delivery) -> None:
