@@ -8,6 +8,7 @@ protocol core (:mod:`vsgroups.core`) that the asyncio runtime and the simulator 
 __version__ = "0.1.0"
 
 from .api import ALL, MAJORITY, Delivery, Group, Node, Replica, ViewChange
+from .client import Client, ClientExpired, ClientGroup, Diffusion, NoReply
 from .core import Config
 from .errors import (
     GroupBlocked,
@@ -21,7 +22,7 @@ from .errors import (
 )
 
 __all__ = [
-    "ALL", "MAJORITY", "Config", "Delivery", "Group", "GroupBlocked", "JoinFailed", "Node", "NodeClosed",
-    "NotAMember",
-    "PayloadTooLarge", "QueryFailed", "Replica", "UnknownOrdering", "ViewChange", "VsgroupsError",
+    "ALL", "MAJORITY", "Client", "ClientExpired", "ClientGroup", "Config", "Delivery", "Diffusion", "Group",
+    "GroupBlocked", "JoinFailed", "NoReply", "Node", "NodeClosed", "NotAMember", "PayloadTooLarge",
+    "QueryFailed", "Replica", "UnknownOrdering", "ViewChange", "VsgroupsError",
 ]

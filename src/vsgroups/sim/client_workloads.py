@@ -16,6 +16,8 @@ random. What must hold:
 * a client that crashed is declared gone by every member, and one that runs is served.
 
 The broken variant applies a duplicate of a request (a copy resent after a rebind) a second time.
+``--workload diffusion`` runs diffusion groups the same way: members that diffuse, clients that
+only listen.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..api import Delivery, Replica, ViewChange
 from ..client import ClientExpired, ClientGroup, NoReply
 from ..errors import VsgroupsError
-from ..served import ClientTable
+from ..served import ClientTable, Serving
 from .aio import SimClient, SimNode
 from .workload_base import CONFIG, Problems, Workload
 
@@ -120,6 +122,7 @@ class _Actor:
         self.task: asyncio.Task[None] | None = None
         self.received: dict[str, list[tuple[int, Any, int]]] = {}  # incarnation: diffusions
         self.ended: list[str] = []  # incarnations that crashed or were declared gone
+        self.steps = 0
         self.stopped = False  # the load is over
         self.resting = False  # ...and this actor's last operation is done
 
@@ -195,10 +198,9 @@ class ClientWorkload(Workload):
             received.append((d.number, d.payload, d.missed))
 
     async def _load(self, actor: _Actor, group: ClientGroup, rng: random.Random) -> bool:
-        """Requests until a crash (False) or the end of the load (True)."""
-        assert actor.client is not None
+        """Steps of load until a crash (False) or the end of the load (True)."""
+        assert actor.client is not None and self.run is not None
         pid = actor.client.pid
-        k = 0
         while not actor.stopped:
             await asyncio.sleep(rng.expovariate(1 / 0.04))
             if actor.stopped:
@@ -206,26 +208,28 @@ class ClientWorkload(Workload):
             if rng.random() < 0.02:  # a crash: the group must notice it by itself
                 actor.ended.append(pid)
                 return False
-            k += 1
-            assert self.run is not None
+            actor.steps += 1
             self.run.outcome.ops += 1
-            rid = f"{pid}/{k}"
-            payload = {"id": rid, "multicast": rng.random() < 0.5}
-            if rng.random() < 0.4:
-                await group.cast(payload)
-                self.acked.add(rid)
-                continue
-            try:
-                reply = await group.request(payload, timeout=REQUEST_TIMEOUT)
-            except NoReply:
-                if payload["multicast"]:
-                    self.problems.add(f"request {rid}, answered by multicast, got no answer within "
-                                      f"{REQUEST_TIMEOUT}s")
-                continue  # a point-to-point answer is lost with the member that should send it
-            self.acked.add(rid)
-            if reply[1] != payload:
-                self.problems.add(f"request {payload} was answered {reply}")
+            await self._step(f"{pid}/{actor.steps}", group, rng)
         return True
+
+    async def _step(self, rid: str, group: ClientGroup, rng: random.Random) -> None:
+        """A cast, or a request answered point to point or by multicast."""
+        payload = {"id": rid, "multicast": rng.random() < 0.5}
+        if rng.random() < 0.4:
+            await group.cast(payload)
+            self.acked.add(rid)
+            return
+        try:
+            reply = await group.request(payload, timeout=REQUEST_TIMEOUT)
+        except NoReply:
+            if payload["multicast"]:
+                self.problems.add(f"request {rid}, answered by multicast, got no answer within "
+                                  f"{REQUEST_TIMEOUT}s")
+            return  # a point-to-point answer is lost with the member that should send it
+        self.acked.add(rid)
+        if reply[1] != payload:
+            self.problems.add(f"request {payload} was answered {reply}")
 
     def stop_load(self) -> None:
         for actor in self.actors:
@@ -307,3 +311,30 @@ class ClientWorkload(Workload):
                                   f"delivered {diffusions.get(number)!r}")
             if missed:
                 self.problems.add(f"client {pid} missed {missed} diffusions before number {number}")
+
+
+class _NoReplay(Serving):
+    """A server that binds a client again without replaying the diffusions it missed."""
+
+    def bound(self, body: list[Any], sender: str) -> None:
+        super().bound([*body[:3], True, body[4]], sender)  # as if the client were new
+
+
+class DiffusionWorkload(ClientWorkload):
+    """Diffusion groups (1991 §2.3): the members diffuse, the clients only listen, across the
+    members' faults and their own crashes. The check is the client workload's; the broken variant
+    does not replay to a client that binds again what it missed."""
+
+    async def join(self, node: SimNode, model: str) -> Any:
+        server = _Server(node)
+        group = await node.join(GROUP, server, model=model, timeout=None)
+        if self.broken_variant:
+            group._serving.__class__ = _NoReplay
+        return server
+
+    async def operate(self, tool: Any, rng: random.Random) -> None:
+        tool.diffused += 1
+        await tool.group.diffuse(f"{tool.group.member_id}/d{tool.diffused}")
+
+    async def _step(self, rid: str, group: ClientGroup, rng: random.Random) -> None:
+        pass  # a listener
