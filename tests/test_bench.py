@@ -71,3 +71,15 @@ def test_bench_measures_the_toolkit() -> None:
         assert rows[name]["n"] == 200 and 0 < rows[name]["p50_us"] <= rows[name]["p99_us"], rows[name]
     out = table(result)
     assert "ReplicatedDict.set" in out and re.search(r"^3\s+lock\s+0 B\s+200\s+[\d,]+", out, re.M), out
+
+
+def test_bench_measures_clients_of_the_members() -> None:
+    done = run_bench("--json", "--only", "clients", "--clients", "1,5")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    rows = result["clients"]
+    assert [r["clients"] for r in rows] == [1, 5] and not result["throughput"] and not result["tools"]
+    for row in rows:
+        assert row["requests_per_s"] > 0 and row["n"] == row["requests_per_s"] * 2  # the 2 s window
+        assert 0 < row["p50_us"] <= row["p99_us"] and row["member_cpu_us_per_request"] > 0
+    assert "requests answered per second" in table(result)

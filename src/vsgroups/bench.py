@@ -26,6 +26,12 @@ So this module does what the anchor drivers do, with the public API only:
   window above), the round trip of a ``LockService`` acquire and release, and of a ``Cohort``
   request, from one member one at a time.
 
+* Clients (``--only clients``, not in the default run): the members serve a group of their own,
+  and ``--clients`` client processes' worth of ``vsgroups.Client`` (hosted 100 to a process,
+  ``python -m vsgroups.bench clients``) each send requests one at a time, answered point to point
+  by the member serving them, through the throughput workloads' warm-up, window and tail: the
+  requests answered per second, and the round trips' percentiles.
+
 ``--profile DIR`` runs every worker under cProfile and writes ``DIR/<name>.pstats`` and the top of
 it as text, to find where the hot path spends its time.
 """
@@ -52,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from .api import ALL, Delivery, Group, Node, Replica, ViewChange
+from .client import Client
 from .core import Config
 from .core.wire import ORDERS
 from .procs import free_port
@@ -59,7 +66,9 @@ from .tools import Cohort, LockService, ReplicatedDict
 
 GROUP = "bench"
 TOOL_GROUPS = {"dict": "bench-dict", "lock": "bench-lock", "cohort": "bench-cohort"}
-WORKLOADS = ("tput", "lat", "rpc", "tools")
+WORKLOADS = ("tput", "lat", "rpc", "tools", "clients")  # clients only when asked for (--only)
+CLIENT_GROUP = "bench-clients"
+CLIENTS_PER_HOST = 100  # client processes host this many clients each
 DICT_WRITERS = 16  # concurrent ReplicatedDict.set loops per member in the dict workload
 LAT_WARMUP = 100  # latency and RPC round trips discarded before measuring
 GUARD = 60.0  # last-resort timeout of one reply beyond the time a workload needs
@@ -118,6 +127,18 @@ async def _echo(payload: Any) -> Any:
     return payload
 
 
+class _Answer(Replica):
+    """The members' side of the clients workload: the member serving a client answers it."""
+
+    def __init__(self) -> None:
+        self.group: Group | None = None
+
+    def apply(self, msg: Delivery) -> None:
+        group = self.group
+        if msg.kind == "client" and group is not None and group.serves(msg):
+            asyncio.get_running_loop().create_task(group.reply(msg, msg.payload))
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     """p50/p99/max/mean in microseconds, with the anchors' index rule (``s[n // 2]``, ``s[int(n * .99)]``)."""
     s = sorted(samples)
@@ -152,7 +173,7 @@ class _Worker:
             handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
                 "tput": self._tput, "lat": self._lat, "rpc": self._rpc, "dict": self._dict,
                 "lock": self._lock, "cohort": self._cohort, "tools-join": self._tools_join,
-                "tools-wait": self._tools_wait}
+                "wait-groups": self._wait_groups, "serve": self._serve}
             while line := await reader.readline():
                 cmd = json.loads(line)
                 if cmd["cmd"] == "quit":
@@ -210,12 +231,18 @@ class _Worker:
         self.cohort = await Cohort.join(self.node, TOOL_GROUPS["cohort"], _echo)
         return {}
 
-    async def _tools_wait(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        """Return once every tool group's view here has all ``n`` members."""
+    async def _serve(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Join the group the clients workload's clients use."""
+        answer = _Answer()
+        answer.group = await self.node.join(CLIENT_GROUP, answer)
+        return {}
+
+    async def _wait_groups(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Return once the view here of every group of ``groups`` has all ``n`` members."""
         deadline = time.monotonic() + GUARD
-        while any(len(self.node.groups[g].members) < cmd["n"] for g in TOOL_GROUPS.values()):
+        while any(len(self.node.groups[g].members) < cmd["n"] for g in cmd["groups"]):
             if time.monotonic() > deadline:
-                raise BenchError(f"the tool groups did not reach {cmd['n']} members within {GUARD:.0f}s")
+                raise BenchError(f"groups {cmd['groups']} did not reach {cmd['n']} members in {GUARD:.0f}s")
             await asyncio.sleep(0.02)
         return {}
 
@@ -273,6 +300,67 @@ async def _round_trips(count: int, call: Callable[[], Awaitable[Any]]) -> dict[s
     return _percentiles(samples)
 
 
+class _ClientHost:
+    """A process hosting many clients of the clients workload, driven like a worker."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        config = Config() if args.suspect_timeout is None else Config(suspect_timeout=args.suspect_timeout)
+        self.clients = [Client(f"{args.name}-{i}", args.seeds, key_file=args.key_file, config=config)
+                        for i in range(args.count)]
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        try:
+            for client in self.clients:
+                await client.start()
+            groups = await asyncio.gather(*(c.bind(CLIENT_GROUP) for c in self.clients))
+            _emit("bound", servers=sorted({g.server or "" for g in groups}))
+            while line := await reader.readline():
+                cmd = json.loads(line)
+                if cmd["cmd"] == "quit":
+                    break
+                _emit("load", **await self._load(groups, cmd))
+        finally:
+            for client in self.clients:
+                await client.close()
+
+    async def _load(self, groups: list[Any], cmd: dict[str, Any]) -> dict[str, Any]:
+        """Every client sends requests one at a time until the tail ends; the round trips that end
+        inside the window are the sample (in microseconds)."""
+        lo = cmd["start"] + cmd["warm"]
+        hi, end = lo + cmd["duration"], lo + cmd["duration"] + cmd["tail"]
+        pad = bytes(cmd["size"])
+        samples: list[int] = []
+        await asyncio.sleep(max(0.0, cmd["start"] - time.time()))
+
+        async def one(group: Any) -> None:
+            while time.time() < end:
+                t0 = time.perf_counter()
+                await group.request(pad, timeout=GUARD)
+                if lo <= time.time() < hi:
+                    samples.append(int((time.perf_counter() - t0) * 1e6))
+
+        await asyncio.gather(*(one(g) for g in groups))
+        return {"samples": samples}
+
+
+def clients_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vsgroups.bench clients",
+                                     description="Clients for the clients workload of `vsgroups bench`.")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--seeds", type=lambda v: v.split(","), required=True)
+    parser.add_argument("--key-file", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--suspect-timeout", type=float)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_ClientHost(args).run())
+    return 0
+
+
 def worker_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vsgroups.bench worker",
                                      description="One bench member, driven by `vsgroups bench`.")
@@ -317,7 +405,8 @@ class Options:
     sizes: list[int] = field(default_factory=lambda: [100, 1000, 65536])
     orders: list[str] = field(default_factory=lambda: list(ORDERS))
     senders: list[str] = field(default_factory=lambda: ["all", "one"])
-    workloads: list[str] = field(default_factory=lambda: list(WORKLOADS))
+    workloads: list[str] = field(default_factory=lambda: list(WORKLOADS[:4]))
+    clients: list[int] = field(default_factory=lambda: [1, 50, 200])
     duration: float = 10.0
     warmup: float = 3.0
     tail: float = 2.0
@@ -385,6 +474,18 @@ class _Proc:
             raise BenchError(f"{self.name}: no {ev!r} within {timeout:.0f}s:\n{self.log_tail()}") from None
         return event
 
+    async def stop(self) -> None:
+        """Wait for the process to exit (after ``quit``); kill it by its PID after a grace period."""
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
+            await self.proc.wait()
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reader
+
     def log_tail(self, lines: int = 15) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -438,6 +539,8 @@ def _plan(opts: Options) -> list[dict[str, Any]]:
     if "rpc" in opts.workloads:
         for size in opts.sizes:
             steps.append({"cmd": "rpc", "size": size})
+    if "clients" in opts.workloads:
+        steps += [{"cmd": "clients", "clients": count, "size": opts.sizes[0]} for count in opts.clients]
     if "tools" in opts.workloads:  # the first size only: the tools' costs are round trips, not bytes
         size = opts.sizes[0]
         steps += [{"cmd": "dict", "order": ReplicatedDict.order, "size": size, "senders": "all"},
@@ -448,8 +551,8 @@ def _plan(opts: Options) -> list[dict[str, Any]]:
 
 def _cost(step: dict[str, Any], opts: Options) -> float:
     """A guess of a step's seconds, for the progress bar only."""
-    if step["cmd"] in ("tput", "dict"):
-        return START_LEAD + opts.warmup + opts.duration + opts.tail + 0.5
+    if step["cmd"] in ("tput", "dict", "clients"):
+        return START_LEAD + opts.warmup + opts.duration + opts.tail + 0.5 + step.get("clients", 0) * 0.02
     per = {"fifo": 1e-4, "causal": 1e-4, "total": 5e-4, "safe": 3e-3}.get(step.get("order", ""), 1e-3)
     return (opts.latency_count + LAT_WARMUP) * per * (2 if step["cmd"] == "lock" else 1)
 
@@ -462,12 +565,14 @@ class _Cluster:
         self.workdir = workdir
         self.opts = opts
         self.procs: list[_Proc] = []
+        self.addrs: list[str] = []
         self.tools = False  # the tool groups are joined
+        self.serving = False  # the clients workload's group is joined
 
     async def start(self) -> None:
         key = self.workdir / "cluster.key"
         key.write_text(os.urandom(32).hex())
-        addrs = [f"127.0.0.1:{free_port()}" for _ in range(self.n)]
+        addrs = self.addrs = [f"127.0.0.1:{free_port()}" for _ in range(self.n)]
         env = dict(os.environ)
         if self.opts.profile:
             env[PROFILE_ENV] = str(Path(self.opts.profile).resolve() / f"n{self.n}")
@@ -500,28 +605,70 @@ class _Cluster:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await p.send({"cmd": "quit"})
         for p in self.procs:
-            try:
-                await asyncio.wait_for(p.proc.wait(), 10.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.proc.pid, signal.SIGKILL)
-                await p.proc.wait()
-            p.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await p.reader
+            await p.stop()
 
     async def join_tools(self) -> None:
         """Every member joins the tool groups, the oldest first (it founds them)."""
-        if self.tools:
-            return
+        if not self.tools:
+            await self._join_all("tools-join", list(TOOL_GROUPS.values()))
+            self.tools = True
+
+    async def _join_all(self, cmd: str, groups: list[str]) -> None:
+        """Every member runs ``cmd`` (joining ``groups``), the oldest first; then all wait for full views."""
         for p in self.procs:
-            await p.send({"cmd": "tools-join"})
-            await p.expect("tools-join", GUARD)
+            await p.send({"cmd": cmd})
+            await p.expect(cmd, GUARD)
         for p in self.procs:
-            await p.send({"cmd": "tools-wait", "n": self.n})
+            await p.send({"cmd": "wait-groups", "n": self.n, "groups": groups})
         for p in self.procs:
-            await p.expect("tools-wait", GUARD)
-        self.tools = True
+            await p.expect("wait-groups", GUARD)
+
+    async def clients(self, step: dict[str, Any]) -> dict[str, Any]:
+        """``step["clients"]`` clients send requests through the members for a window."""
+        if not self.serving:
+            await self._join_all("serve", [CLIENT_GROUP])
+            self.serving = True
+        opts, count = self.opts, step["clients"]
+        seeds = ",".join(self.addrs)
+        hosts: list[_Proc] = []
+        try:
+            for i, first in enumerate(range(0, count, CLIENTS_PER_HOST)):
+                argv = [sys.executable, "-m", "vsgroups.bench", "clients", "--name", f"c{count}h{i}",
+                        "--seeds", seeds, "--key-file", str(self.workdir / "cluster.key"),
+                        "--count", str(min(CLIENTS_PER_HOST, count - first))]
+                if opts.suspect_timeout is not None:
+                    argv += ["--suspect-timeout", str(opts.suspect_timeout)]
+                log = self.workdir / f"clients-{count}-{i}.log"
+                with open(log, "wb") as err:
+                    proc = await asyncio.create_subprocess_exec(
+                        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err)
+                hosts.append(_Proc(f"clients {i}", proc, log))
+            for host in hosts:
+                await host.expect("bound", GUARD)
+            start = time.time() + START_LEAD
+            lo, hi = start + opts.warmup, start + opts.warmup + opts.duration
+            for host in hosts:
+                await host.send({"cmd": "load", "size": step["size"], "start": start, "warm": opts.warmup,
+                                 "duration": opts.duration, "tail": opts.tail})
+            await asyncio.sleep(max(0.0, lo - time.time()))
+            before = [p.sample() for p in self.procs]
+            await asyncio.sleep(max(0.0, hi - time.time()))
+            after = [p.sample() for p in self.procs]
+            samples = [s for host in hosts for s in (await host.expect("load", opts.tail + GUARD))["samples"]]
+        finally:
+            for host in hosts:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await host.send({"cmd": "quit"})
+            for host in hosts:
+                await host.stop()
+        if any(p.view_size != self.n for p in self.procs):
+            raise BenchError(f"the view changed during {step}")
+        row: dict[str, Any] = {**step, "members": self.n, "requests_per_s": len(samples) / opts.duration,
+                               **_percentiles([x / 1e6 for x in samples])}
+        if all(before) and all(after) and samples:
+            cpu = sum(a["cpu_s"] - b["cpu_s"] for a, b in zip(after, before, strict=True))
+            row["member_cpu_us_per_request"] = cpu / len(samples) * 1e6
+        return row
 
     async def tput(self, step: dict[str, Any]) -> dict[str, Any]:
         """A throughput window: casts (``tput``) or dictionary updates (``dict``) from the senders."""
@@ -575,7 +722,8 @@ async def run(opts: Options, progress: bool = True) -> dict[str, Any]:
     steps = _plan(opts)
     bar = _Progress(sum(_cost(s, opts) for s in steps) * len(opts.members) + 3 * len(opts.members))
     result: dict[str, Any] = {"machine": machine(), "options": asdict(opts),
-                              "throughput": [], "latency": [], "rpc": [], "tools": [], "peak_rss_mib": {}}
+                              "throughput": [], "latency": [], "rpc": [], "tools": [], "clients": [],
+                              "peak_rss_mib": {}}
     workdir = Path(tempfile.mkdtemp(prefix="vsgroups-bench-"))
     failed = True
     try:
@@ -591,7 +739,10 @@ async def run(opts: Options, progress: bool = True) -> dict[str, Any]:
                     cmd = step["cmd"]
                     if cmd in TOOL_GROUPS:
                         await cluster.join_tools()
-                    row = await (cluster.tput(step) if cmd in ("tput", "dict") else cluster.probe(step))
+                    if cmd == "clients":
+                        row = await cluster.clients(step)
+                    else:
+                        row = await (cluster.tput(step) if cmd in ("tput", "dict") else cluster.probe(step))
                     result[_SECTIONS.get(cmd, "tools")].append(row)
                 result["peak_rss_mib"][str(n)] = [p.sample().get("VmHWM") for p in cluster.procs]
                 await cluster.stop()
@@ -608,13 +759,13 @@ async def run(opts: Options, progress: bool = True) -> dict[str, Any]:
     return result
 
 
-_SECTIONS = {"tput": "throughput", "lat": "latency", "rpc": "rpc"}  # the others are tools
+_SECTIONS = {"tput": "throughput", "lat": "latency", "rpc": "rpc", "clients": "clients"}  # or tools
 
 
 def _label(step: dict[str, Any], n: int) -> str:
     what = {"tput": f"throughput, {step.get('senders')} sending", "lat": "latency", "rpc": "group RPC",
             "dict": "ReplicatedDict updates", "lock": "LockService acquire + release",
-            "cohort": "Cohort requests"}
+            "cohort": "Cohort requests", "clients": f"{step.get('clients')} clients' requests"}
     return f"{n} members: {what[step['cmd']]} {step.get('order', '')} {step['size']} B"
 
 
@@ -680,6 +831,14 @@ def table(result: dict[str, Any]) -> str:
                    "release of a free lock (two safe-order casts); cohort = Cohort.request, echo handler")
         out += _grid(("N", "tool", "size", "n", "p50", "p99", "max", "mean"),
                      [(str(r["members"]), r["cmd"], f"{r['size']} B", *_lat_cells(r)) for r in calls])
+    if result["clients"]:
+        out.append("clients: N members serve C clients (vsgroups.Client, 100 to a process), each sending "
+                   "requests one at a time, answered point to point by its server: requests answered per "
+                   "second (all clients), round trip (µs), CPU of all members per request (µs)")
+        out += _grid(("N", "clients", "size", "requests/s", "n", "p50", "p99", "max", "mean", "CPU µs"),
+                     [(str(r["members"]), str(r["clients"]), f"{r['size']} B", f"{r['requests_per_s']:,.0f}",
+                       *_lat_cells(r), _fmt(r.get("member_cpu_us_per_request"), ".1f"))
+                      for r in result["clients"]])
     peaks = ", ".join(f"{n} members: " + " / ".join(_fmt(v, ".1f") for v in vals)
                       for n, vals in result["peak_rss_mib"].items())
     out.append(f"peak RSS per member over the whole run (MiB): {peaks}")
@@ -734,8 +893,10 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--senders", type=_choices(("all", "one")), default=d.senders,
                         help="throughput with every member sending and/or one (default all,one)")
     parser.add_argument("--only", type=_choices(WORKLOADS), default=d.workloads,
-                        help="workloads to run: tput,lat,rpc,tools (default all; tools: the toolkit's "
-                        "dict, lock and cohort at the first size)")
+                        help="workloads to run: tput,lat,rpc,tools,clients (default all but clients; tools: "
+                        "the toolkit's dict, lock and cohort at the first size)")
+    parser.add_argument("--clients", type=_ints, default=d.clients,
+                        help="client counts of the clients workload (default 1,50,200)")
     parser.add_argument("--duration", type=float, default=d.duration,
                         help="measuring window of each throughput workload, in seconds (default 10)")
     parser.add_argument("--warmup", type=float, default=d.warmup,
@@ -755,7 +916,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     opts = Options(members=args.members, sizes=args.size, orders=args.order, senders=args.senders,
                    workloads=args.only, duration=args.duration, warmup=args.warmup, tail=args.tail,
                    latency_count=args.latency_count, suspect_timeout=args.suspect_timeout,
-                   profile=args.profile)
+                   profile=args.profile, clients=args.clients)
     if args.quick:
         opts.sizes, opts.senders = opts.sizes[:1], ["all"]
         opts.warmup, opts.tail, opts.latency_count = min(opts.warmup, 1.0), min(opts.tail, 0.5), 200
@@ -774,6 +935,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["worker"]:
-        sys.exit("usage: python -m vsgroups.bench worker ... (the driver is `vsgroups bench`)")
-    sys.exit(worker_main(sys.argv[2:]))
+    roles = {"worker": worker_main, "clients": clients_main}
+    if sys.argv[1:2] not in ([r] for r in roles):
+        sys.exit("usage: python -m vsgroups.bench worker|clients ... (the driver is `vsgroups bench`)")
+    sys.exit(roles[sys.argv[1]](sys.argv[2:]))

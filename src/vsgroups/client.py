@@ -40,7 +40,8 @@ class ClientExpired(NotAMember):
 
 
 class NoReply(VsgroupsError, TimeoutError):
-    """No member answered a client's request within the timeout (the request itself was delivered)."""
+    """No member answered a client's request within the timeout (the request is delivered all the
+    same, once, unless the client stops first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +90,16 @@ class ClientGroup:
         await (await self._submit(payload, order))[1]
 
     async def request(self, payload: Any, order: str = "total", timeout: float = 5.0) -> Any:
-        """Send ``payload`` and return the first reply a member sends (``Group.reply``). Raises
-        ``NoReply`` after ``timeout`` seconds: the request was delivered, but nobody answered."""
-        seq, acked = await self._submit(payload, order)
+        """Send ``payload`` and return the first reply a member sends (``Group.reply``). The request
+        is delivered once, as a cast is (if no member answers, it goes on to be delivered); the reply
+        comes as soon as the member answers, without waiting for the request to be stable: a
+        point-to-point reply is that member's word, which the group may not share if it fails right
+        after (a multicast reply is stable, hence the group's). Raises ``NoReply`` after ``timeout``
+        seconds."""
+        seq, _ = await self._submit(payload, order)
         reply = self._replies[seq] = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(timeout):
-                await acked
                 return await reply
         except TimeoutError:
             raise NoReply(f"no member of group {self.name!r} answered request {seq} within {timeout}s") \
