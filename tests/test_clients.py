@@ -229,3 +229,38 @@ def test_an_evs_group_refuses_clients() -> None:
         await client.close()
 
     run(main)
+
+
+def test_a_subscriber_reads_the_history_it_asked_for_then_every_new_posting() -> None:
+    """News (1987a §4.3): the last ``history`` postings, then the live ones, no gap, no duplicate;
+    misuse is named."""
+    from vsgroups.tools import Board, Reader
+
+    async def main(loop: VirtualLoop) -> None:
+        net, nodes, _ = await servers(loop)
+        boards = [Board(node) for node in nodes]
+        for board in boards:
+            await board.carry("sky")
+        for i in range(6):
+            await boards[0].post("sky", f"early-{i}")  # a member posts (Group.diffuse), in order
+        client = SimClient(net, "reader", [n.sim_address for n in nodes], config=CONFIG)
+        poster = SimClient(net, "poster", [n.sim_address for n in nodes], config=CONFIG)
+        await client.start()
+        await poster.start()
+        reader = Reader(client)
+        postings = await reader.subscribe("sky", history=3)
+        await Reader(poster).post("sky", "late")  # a client posts (ClientGroup.post)
+        got = []
+        async for p in postings:
+            got.append((p.number, p.body))
+            if p.body == "late":
+                break
+        assert got == [(4, "early-3"), (5, "early-4"), (6, "early-5"), (7, "late")]
+        with pytest.raises(ValueError, match="already bound to subject 'sky'"):
+            await reader.subscribe("sky")
+        with pytest.raises(ValueError, match="does not carry subject 'rain'"):
+            await boards[0].post("rain", "x")
+        await client.close()
+        await poster.close()
+
+    run(main)

@@ -75,7 +75,8 @@ class Delivery(NamedTuple):
     payload: Any
     #: "cast" (a member's cast), "client" (a client's request, cast by the member serving it:
     #: ``client`` and ``request`` say whose and which; answer with ``Group.reply``), "diffusion"
-    #: (``Group.diffuse``, which the group's clients receive too; ``request`` is its number) or
+    #: (``Group.diffuse``, or a client's ``post`` — then ``client`` says whose —, which the group's
+    #: clients receive too; ``request`` is its number) or
     #: "reply" (a member's ``Group.reply(..., multicast=True)`` to request ``request`` of ``client``)
     kind: str = "cast"
     client: str | None = None
@@ -440,7 +441,12 @@ class Group:
         msg: Delivery | None = None
         if kind == REQUEST:
             if serving.request(body, at.sender, at.order):
-                msg = at._replace(kind="client", client=body[1], request=body[2], payload=_decode(body[3]))
+                payload = _decode(body[3])
+                if body[4]:  # a client's posting: a diffusion of the group, sent by the client
+                    number = serving.diffused(at.msg_id, body[1], body[3])
+                    msg = at._replace(kind="diffusion", client=body[1], request=number, payload=payload)
+                else:
+                    msg = at._replace(kind="client", client=body[1], request=body[2], payload=payload)
         elif kind == DIFFUSE:
             number = serving.diffused(at.msg_id, at.sender, _encode(body[1]))
             msg = at._replace(kind="diffusion", request=number, payload=body[1])

@@ -89,6 +89,12 @@ class ClientGroup:
         will: it is atomic). Waits while ``WINDOW`` requests are under way."""
         await (await self._submit(payload, order))[1]
 
+    async def post(self, payload: Any) -> None:
+        """Post ``payload`` to the group: it is delivered once, as a cast is, and diffused — to every
+        member as a ``Delivery`` of kind "diffusion" (with ``client`` set) and to every client as a
+        ``Diffusion`` (news: 1987a §4.3). Returns once the group delivered it."""
+        await (await self._submit(payload, "safe", diffuse=True))[1]
+
     async def request(self, payload: Any, order: str = "total", timeout: float = 5.0) -> Any:
         """Send ``payload`` and return the first reply a member sends (``Group.reply``). The request
         is delivered once, as a cast is (if no member answers, it goes on to be delivered); the reply
@@ -120,7 +126,8 @@ class ClientGroup:
 
     # -- internals -----------------------------------------------------------------------------------
 
-    async def _submit(self, payload: Any, order: str) -> tuple[int, asyncio.Future[None]]:
+    async def _submit(self, payload: Any, order: str,
+                      diffuse: bool = False) -> tuple[int, asyncio.Future[None]]:
         """Send a request; its number, and the future its acknowledgement completes."""
         if order not in CLIENT_ORDERS:
             raise UnknownOrdering(f"a client's requests are totally ordered: use 'total' or 'safe', not "
@@ -129,7 +136,8 @@ class ClientGroup:
             self._room.clear()
             await self._room.wait()
         client = self.client
-        seq: int = client._call(lambda core, now: core.request(self.name, order, _encode(payload), now))
+        data = _encode(payload)
+        seq: int = client._call(lambda core, now: core.request(self.name, order, data, now, diffuse))
         acked = self._acks[seq] = asyncio.get_running_loop().create_future()
         return seq, acked
 
@@ -250,16 +258,19 @@ class Client:
         self._core = ClientCore(self.name, inc, self._transport.address, self.config)
         self._ticker = self._loop.create_task(self._tick_loop())
 
-    async def bind(self, group: str, timeout: float | None = BIND_TIMEOUT,
-                   events: bool = False) -> ClientGroup:
+    async def bind(self, group: str, timeout: float | None = BIND_TIMEOUT, events: bool = False,
+                   history: int = 0) -> ClientGroup:
         """Become a client of ``group``; returns once a member serves this client. ``events=True``
-        records the group's diffusions from the bind for the first ``diffusions()`` stream."""
+        records the group's diffusions from the bind for the first ``diffusions()`` stream, which then
+        begins with the last ``history`` diffusions before the bind (as many as the members still
+        hold, up to ``served.DIFFUSION_HISTORY``): a subscriber's replay, with no gap and no duplicate
+        between it and what follows."""
         if self._transport is None:
             raise RuntimeError("start the client first (async with Client(...))")
         if group in self.groups:
             raise ValueError(f"this client is already bound to group {group!r}")
         handle = self.groups[group] = ClientGroup(self, group, events)
-        self._call(lambda core, now: core.bind(group, self.seeds, now))
+        self._call(lambda core, now: core.bind(group, self.seeds, now, history))
         try:
             async with asyncio.timeout(timeout):
                 await handle._bound.wait()

@@ -184,16 +184,18 @@ class Serving:
             return
         try:
             if isinstance(msg, ClientHello):
-                group._send(encode_payload([BIND, out.client, out.addr, msg.fresh, msg.diffusions]), "total")
-            elif msg.order in (TOTAL, SAFE):
-                group._send(encode_payload([REQUEST, out.client, msg.seq, msg.payload]), ORDERS[msg.order])
+                bind = [BIND, out.client, out.addr, msg.fresh, msg.diffusions, msg.history]
+                group._send(encode_payload(bind), "total")
+            elif msg.order in (TOTAL, SAFE):  # a posting is safe: clients hear of it once delivered
+                order = "safe" if msg.diffuse else ORDERS[msg.order]
+                group._send(encode_payload([REQUEST, out.client, msg.seq, msg.payload, msg.diffuse]), order)
         except VsgroupsError as exc:  # leaving, or in a view change that excluded this member
             self._send(out.addr, ClientRefused(out.group, f"{group.member_id} cannot serve now: {exc}"))
 
     # -- deliveries ----------------------------------------------------------------------------------
 
     def bound(self, body: list[Any], sender: str) -> None:
-        _, client, addr, fresh, seen = body
+        _, client, addr, fresh, seen, history = body
         table, me = self.table, self.group.member_id
         if not table.bind(client, addr, sender, fresh):
             if sender == me:
@@ -203,17 +205,19 @@ class Serving:
         if sender != me:
             return
         self.group.node._core.client_heard.setdefault(client, self.group.node._now())
-        self._send(addr, self._view_msg(answer=True))
+        if fresh:  # from now on, after the last ``history`` diffusions still held
+            seen = max(table.diffusions - history, table.recent[0].number - 1 if table.recent else 0)
+        self._send(addr, self._view_msg(answer=True, diffusions=seen if fresh else None))
+        name = self.group.name
+        for d in table.since(seen):
+            self._send(addr, ClientDiffusion(name, d.number, d.mid, d.sender, d.payload))
         if not fresh:
-            name = self.group.name
-            for d in table.since(seen):
-                self._send(addr, ClientDiffusion(name, d.number, d.mid, d.sender, d.payload))
             for seq, payload in table.clients[client].replies.items():
                 self._send(addr, ClientReply(name, seq, payload))
 
     def request(self, body: list[Any], sender: str, order: str) -> bool:
         """A copy of a client's request was delivered: True if it is the first (to apply)."""
-        _, client, seq, _ = body
+        client, seq = body[1], body[2]
         fresh = self.table.request(client, seq)
         if sender == self.group.member_id:
             entry = self.table.clients.get(client)
@@ -313,13 +317,13 @@ class Serving:
 
     # -- internals -----------------------------------------------------------------------------------
 
-    def _view_msg(self, answer: bool = False) -> ClientView:
+    def _view_msg(self, answer: bool = False, diffusions: int | None = None) -> ClientView:
         group = self.group
         core = group.node._core
         members = list(group.members)
         addrs = {m: (group.node.address if m == group.member_id else core.addrs.get(m, "")) for m in members}
         return ClientView(group.name, group.view.view if group.view else "", members, addrs, group.member_id,
-                          self.table.diffusions, answer)
+                          self.table.diffusions if diffusions is None else diffusions, answer)
 
     def _expired(self, client: str, addr: str | None) -> None:
         core = self.group.node._core

@@ -113,6 +113,7 @@ class _Binding:
 
     group: str
     seeds: list[str]
+    history: int = 0  # recent diffusions to receive at the first bind
     server: str | None = None  # the member id of the server, once bound
     server_addr: str | None = None
     server_node: str | None = None  # the pid of its process: a restart at the same address is another
@@ -164,28 +165,31 @@ class ClientCore:
 
     # -- the program's calls -------------------------------------------------------------------------
 
-    def bind(self, group: str, seeds: list[str], now: float) -> None:
-        """Become a client of ``group``, asking ``seeds`` (member addresses) first."""
+    def bind(self, group: str, seeds: list[str], now: float, history: int = 0) -> None:
+        """Become a client of ``group``, asking ``seeds`` (member addresses) first; receive the last
+        ``history`` diffusions before the new ones."""
         if group in self.groups:
             raise ValueError(f"already a client of group {group!r}")
         if not seeds:
             raise ValueError(f"no seed to ask for group {group!r}: give the address of a member")
         self.now = now
-        binding = self.groups[group] = _Binding(group, list(seeds))
+        binding = self.groups[group] = _Binding(group, list(seeds), history=history)
         self._ask(binding, now)
 
     def unbind(self, group: str) -> None:
         self.groups.pop(group, None)
 
-    def request(self, group: str, order: str, payload: bytes, now: float) -> int:
-        """Send a request; returns its sequence number (an ``Acked`` output follows its delivery)."""
+    def request(self, group: str, order: str, payload: bytes, now: float, diffuse: bool = False) -> int:
+        """Send a request; returns its sequence number (an ``Acked`` output follows its delivery).
+        ``diffuse``: a posting, which the group diffuses (it travels in safe order)."""
         if order not in CLIENT_ORDERS:
             raise ValueError(f"a client's requests are totally ordered: use order 'total' or 'safe', "
                              f"not {order!r}")
         binding = self._binding(group)
         self.now = now
         binding.next_seq += 1
-        msg = ClientRequest(group, binding.next_seq, ORDER_CODE[order], payload)
+        code = ORDER_CODE["safe" if diffuse else order]
+        msg = ClientRequest(group, binding.next_seq, code, payload, diffuse)
         if not binding.unacked:
             binding.resend_at = now + self.cfg.retry_interval
         binding.unacked[msg.seq] = msg
@@ -348,7 +352,7 @@ class ClientCore:
             candidates.remove(avoid)
         binding.target = candidates[binding.attempt % len(candidates)]
         binding.asked_at = now
-        hello = ClientHello(binding.group, binding.fresh, binding.diffusions)
+        hello = ClientHello(binding.group, binding.fresh, binding.diffusions, binding.history)
         self._send(binding, binding.target, encode(hello))
 
     def _send(self, binding: _Binding, addr: str, data: bytes) -> None:

@@ -340,6 +340,7 @@ class ClientHello(_Message, frozen=True, tag=int(K.CHELLO)):
     group: str
     fresh: bool  # this client incarnation was never served in the group
     diffusions: int  # the number of the last diffusion it received (the server replays the later ones)
+    history: int = 0  # fresh: how many of the group's recent diffusions to replay first (news)
 
 
 class ClientRequest(_Message, frozen=True, tag=int(K.CREQUEST)):
@@ -350,6 +351,7 @@ class ClientRequest(_Message, frozen=True, tag=int(K.CREQUEST)):
     seq: int
     order: int
     payload: bytes
+    diffuse: bool = False  # a posting: the group diffuses it to its members and clients
 
 
 class ClientPing(_Message, frozen=True, tag=int(K.CPING)):
@@ -368,7 +370,7 @@ class ClientView(_Message, frozen=True, tag=int(K.CVIEW)):
     members: list[str]
     addrs: dict[str, str]
     server: str
-    diffusions: int  # how many diffusions the server delivered so far (a new client's starting point)
+    diffusions: int  # a new client's starting point: it receives the diffusions numbered after it
     answer: bool = False  # it answers the client's hello: the replay of what the client missed follows
 
 

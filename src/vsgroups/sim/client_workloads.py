@@ -177,7 +177,7 @@ class ClientWorkload(Workload):
             client = actor.client = SimClient(run.net, actor.name, run.addresses, config=CONFIG)
             await client.start()
             try:
-                group = actor.group = await client.bind(GROUP, timeout=None, events=True)
+                group = actor.group = await self._bind(client, rng)
                 received = actor.received[client.pid] = []
                 follower = run.loop.create_task(self._follow(group, received))
                 try:
@@ -192,6 +192,9 @@ class ClientWorkload(Workload):
                 await client.close()
             await asyncio.sleep(rng.uniform(0.2, 0.8))
         actor.resting = True
+
+    async def _bind(self, client: SimClient, rng: random.Random) -> ClientGroup:
+        return await client.bind(GROUP, timeout=None, events=True)
 
     async def _follow(self, group: ClientGroup, received: list[tuple[int, Any, int]]) -> None:
         async for d in group.diffusions():
@@ -337,3 +340,57 @@ class DiffusionWorkload(ClientWorkload):
 
     async def _step(self, rid: str, group: ClientGroup, rng: random.Random) -> None:
         pass  # a listener
+
+
+class _NoHistory(Serving):
+    """A board that replays no history to a new subscriber."""
+
+    def bound(self, body: list[Any], sender: str) -> None:
+        super().bound([*body[:5], 0], sender)
+
+
+class NewsWorkload(DiffusionWorkload):
+    """News (1987a §4.3): members and clients post, subscribers come and go (each incarnation of a
+    client subscribes anew, with a history of 0 to 30 postings). Besides the client workload's
+    checks, a subscriber's stream begins with the history it asked for: its first posting is at
+    most ``history`` before the last one the board had delivered when it subscribed. The broken
+    variant replays no history."""
+
+    def __init__(self, broken: bool, problems: Problems) -> None:
+        super().__init__(broken, problems)
+        self.asked: dict[str, tuple[int, int]] = {}  # client: (history, postings delivered by then)
+
+    async def join(self, node: SimNode, model: str) -> Any:
+        server = _Server(node)
+        group = await node.join(GROUP, server, model=model, timeout=None)
+        if self.broken_variant:
+            group._serving.__class__ = _NoHistory
+        return server
+
+    async def operate(self, tool: Any, rng: random.Random) -> None:
+        if rng.random() < 0.5:
+            await super().operate(tool, rng)
+
+    async def _bind(self, client: SimClient, rng: random.Random) -> ClientGroup:
+        history = rng.randint(0, 30)
+        group = await client.bind(GROUP, timeout=None, events=True, history=history)
+        assert self.run is not None
+        # the board's count when the bind returned: the server numbered the history before it
+        delivered = max(sum(1 for e in m.tool.log if e[0] == "diffusion")
+                        for m in self.run.members.values() if m.tool is not None)
+        self.asked[client.pid] = (history, delivered)
+        return group
+
+    async def _step(self, rid: str, group: ClientGroup, rng: random.Random) -> None:
+        if rng.random() < 0.3:
+            await group.post(rid)
+
+    def check(self, tools: list[Any]) -> None:
+        super().check(tools)
+        for actor in self.actors:
+            for pid, received in actor.received.items():
+                history, delivered = self.asked[pid]
+                first = received[0][0] if received else None
+                if history and delivered and (first is None or first > max(1, delivered - history + 1)):
+                    self.problems.add(f"subscriber {pid} asked for {history} postings of history with "
+                                      f"{delivered} delivered, and its stream begins at {first}")

@@ -32,7 +32,7 @@ from ..check import check_dir
 from ..errors import VsgroupsError
 from ..tools import Cohort, LockService, ReplicatedDict, Split, Token, Watch
 from .aio import SimNetwork, SimNode, VirtualLoop, run
-from .client_workloads import ClientWorkload, DiffusionWorkload
+from .client_workloads import ClientWorkload, DiffusionWorkload, NewsWorkload
 from .workload_base import CONFIG, FINAL_LIMIT, Problems, Workload, _digest, _Recording
 
 
@@ -405,7 +405,7 @@ class SplitWorkload(CohortWorkload):
 WORKLOADS: dict[str, type[Workload]] = {
     "cohort": CohortWorkload, "dict": DictWorkload, "lock": LockWorkload, "split": SplitWorkload,
     "token": TokenWorkload, "watch": WatchWorkload, "client": ClientWorkload,
-    "diffusion": DiffusionWorkload,
+    "diffusion": DiffusionWorkload, "news": NewsWorkload,
 }
 
 

@@ -4,10 +4,11 @@ distributed problems as short programs on the public API (docs/guide/tools.md)."
 from .cohort import Cohort
 from .dict import ReplicatedDict
 from .lock import Grant, LockLost, LockService
+from .news import Board, Posting, Reader
 from .replicated import MemberState, Replicated
 from .split import Split
 from .token import Token
 from .watch import Watch
 
-__all__ = ["Cohort", "Grant", "LockLost", "LockService", "MemberState", "Replicated", "ReplicatedDict",
-           "Split", "Token", "Watch"]
+__all__ = ["Board", "Cohort", "Grant", "LockLost", "LockService", "MemberState", "Posting", "Reader",
+           "Replicated", "ReplicatedDict", "Split", "Token", "Watch"]
