@@ -172,7 +172,7 @@ def test_a_skipped_diffusion_is_asked_for_again_and_not_delivered_out_of_order()
     outs = core.take_outputs()
     assert [o.number for o in outs if isinstance(o, Diffused)] == [6]
     assert [m for _, m in transmitted(list(outs))] == [ClientHello("g", False, 6)]
-    core.receive(frame_from("s1#1", "addr-s1#1", view("s1#1", ["s1#1", "s2#1"], diffusions=8),
+    core.receive(frame_from("s1#1", "addr-s1#1", view("s1#1", ["s1#1", "s2#1"], diffusions=6),
                             ClientDiffusion("g", 7, "m7", "s1#1", b"7"),
                             ClientDiffusion("g", 8, "m8", "s1#1", b"8"),
                             ClientDiffusion("g", 8, "m8", "s1#1", b"8")), 0.2)
@@ -203,3 +203,31 @@ def test_a_malformed_frame_is_dropped_and_counted() -> None:
     core.receive(b"\x93garbage", 0.1)
     core.receive(frame_from("s1#1", "addr-s1#1", ClientHello("g", True, 0)), 0.1)  # not for a client
     assert core.dropped == 2 and core.take_outputs() == []
+
+
+def test_a_replay_that_starts_later_reports_what_the_server_no_longer_held() -> None:
+    core = bound_core()  # it has diffusion 5
+    core.receive(frame_from("s1#1", "addr-s1#1", ClientDiffusion("g", 9, "m9", "s1#1", b"9")), 0.1)
+    assert [m for _, m in sent(core)] == [ClientHello("g", False, 5)]
+    core.receive(frame_from("s1#1", "addr-s1#1", view("s1#1", ["s1#1"], diffusions=7),  # holds 8 on
+                            ClientDiffusion("g", 8, "m8", "s1#1", b"8"),
+                            ClientDiffusion("g", 9, "m9", "s1#1", b"9")), 0.2)
+    got = [o for o in core.take_outputs() if isinstance(o, Diffused)]
+    assert [(d.number, d.missed) for d in got] == [(8, 2), (9, 0)]
+
+
+def test_an_unanswered_replay_or_a_long_awaited_reply_asks_the_server_again() -> None:
+    core = bound_core()
+    core.receive(frame_from("s1#1", "addr-s1#1", ClientDiffusion("g", 7, "m7", "s1#1", b"7")), 0.1)
+    assert [m for _, m in sent(core)] == [ClientHello("g", False, 5)]  # the answer is lost
+    core.receive(frame_from("s1#1", "addr-s1#1", ClientPong(None)), 0.1 + CFG.retry_interval + 0.01)
+    core.tick(0.1 + CFG.retry_interval + 0.01)
+    assert ClientHello("g", False, 5) in [m for _, m in sent(core)]
+    other = bound_core()
+    seq = other.request("g", "total", b"q", 1.0, reply=True)
+    other.receive(frame_from("s1#1", "addr-s1#1", ClientAck("g", seq)), 1.01)
+    other.take_outputs()
+    late = 1.0 + 4 * CFG.retry_interval + 0.01  # REPLY_PATIENCE retry intervals
+    other.receive(frame_from("s1#1", "addr-s1#1", ClientPong(None)), late)
+    other.tick(late)
+    assert [m for _, m in sent(other)] == [ClientHello("g", False, 5)]

@@ -102,7 +102,7 @@ class ClientGroup:
         point-to-point reply is that member's word, which the group may not share if it fails right
         after (a multicast reply is stable, hence the group's). Raises ``NoReply`` after ``timeout``
         seconds."""
-        seq, _ = await self._submit(payload, order)
+        seq, _ = await self._submit(payload, order, reply=True)
         reply = self._replies[seq] = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(timeout):
@@ -112,6 +112,8 @@ class ClientGroup:
                 from None
         finally:
             self._replies.pop(seq, None)
+            if self.active:
+                self.client._core.forget_reply(self.name, seq)
 
     def diffusions(self) -> _Diffusions:
         """The group's diffusions from now on: ``async for d in group.diffusions()``. If the group was
@@ -126,8 +128,8 @@ class ClientGroup:
 
     # -- internals -----------------------------------------------------------------------------------
 
-    async def _submit(self, payload: Any, order: str,
-                      diffuse: bool = False) -> tuple[int, asyncio.Future[None]]:
+    async def _submit(self, payload: Any, order: str, diffuse: bool = False,
+                      reply: bool = False) -> tuple[int, asyncio.Future[None]]:
         """Send a request; its number, and the future its acknowledgement completes."""
         if order not in CLIENT_ORDERS:
             raise UnknownOrdering(f"a client's requests are totally ordered: use 'total' or 'safe', not "
@@ -137,7 +139,7 @@ class ClientGroup:
             await self._room.wait()
         client = self.client
         data = _encode(payload)
-        seq: int = client._call(lambda core, now: core.request(self.name, order, data, now, diffuse))
+        seq: int = client._call(lambda core, now: core.request(self.name, order, data, now, diffuse, reply))
         acked = self._acks[seq] = asyncio.get_running_loop().create_future()
         return seq, acked
 

@@ -205,9 +205,11 @@ class Serving:
         if sender != me:
             return
         self.group.node._core.client_heard.setdefault(client, self.group.node._now())
-        if fresh:  # from now on, after the last ``history`` diffusions still held
-            seen = max(table.diffusions - history, table.recent[0].number - 1 if table.recent else 0)
-        self._send(addr, self._view_msg(answer=True, diffusions=seen if fresh else None))
+        # the replay: after the last ``history`` diffusions (a new client) or after the last one the
+        # client received, as far back as this member still holds them
+        held = table.recent[0].number - 1 if table.recent else table.diffusions
+        seen = min(max(table.diffusions - history if fresh else seen, held), table.diffusions)
+        self._send(addr, self._view_msg(answer=True, diffusions=seen))
         name = self.group.name
         for d in table.since(seen):
             self._send(addr, ClientDiffusion(name, d.number, d.mid, d.sender, d.payload))
@@ -275,6 +277,7 @@ class Serving:
     def view(self, members: tuple[str, ...]) -> None:
         """A view was installed here: take over the clients of members that left, tell ours."""
         core, now, me = self.group.node._core, self.group.node._now(), self.group.member_id
+        self.declared.clear()  # a departure cast in the old view may be lost with it: cast again if so
         grace = now + self.group.node.config.suspect_timeout  # time to notice and bind elsewhere
         for client in self.table.view(members):
             if members[0] == me:
@@ -310,6 +313,7 @@ class Serving:
     def restore(self, state: Any, members: tuple[str, ...]) -> None:
         """A joiner's table, as of its join; the view it joined in changes it as it did the others'."""
         self.table = type(self.table)()  # a subclass stays (the simulator's broken variant)
+        self.declared.clear()
         if state is not None:
             self.table.restore(state)
             if members:

@@ -25,8 +25,11 @@ Theory of operation. A client is served by one member of the group at a time, it
   order. A client that binds again says the number of the last one it received, and its new
   server replays the later ones from its recent history; a number that is skipped is reported.
 * **Loss.** A connection that breaks loses what it had in flight. So requests not acknowledged
-  for ``retry_interval`` are sent again (the members deliver one copy), and a client that sees a
-  diffusion number skipped asks its server again, as at a rebind, for the replay.
+  for ``retry_interval`` are sent again (the members deliver one copy); a client that sees a
+  diffusion number skipped holds the later ones back and asks its server again, as at a rebind,
+  for the replay (the answer says from which number the server replays: any before it that the
+  client lacks are reported missed); and one that has waited long for a reply asks the same way,
+  since the members keep the multicast replies for a rebind.
 
 Inputs are method calls carrying the current time; outputs are taken with ``take_outputs()``.
 """
@@ -59,6 +62,7 @@ from .wire import (
 )
 
 CLIENT_ORDERS = ("total", "safe")  # the orders of a client's requests (see the module docstring)
+REPLY_PATIENCE = 4  # retry intervals a request waits for its reply before the client asks for a replay
 
 
 @dataclass(slots=True)
@@ -130,8 +134,9 @@ class _Binding:
     heard: float = 0.0  # from the server
     sent: float = 0.0  # to the server
     resend_at: float = 0.0  # the unacknowledged requests go out again then
-    replaying: bool = False  # asked the server again for the diffusions after a gap
-    accept_gap: bool = False  # the replay began: what it starts with is all the server holds
+    replay_at: float | None = None  # when it asked its server for a replay (None: not waiting for one)
+    lost: int = 0  # diffusions its server no longer held: reported with the next one
+    awaiting: dict[int, float] = field(default_factory=dict)  # requests waiting for a reply: since when
 
     def candidates(self, pid: str) -> list[str]:
         """Where to ask next: the members of the last view heard of, then the seeds, each from a place
@@ -179,9 +184,11 @@ class ClientCore:
     def unbind(self, group: str) -> None:
         self.groups.pop(group, None)
 
-    def request(self, group: str, order: str, payload: bytes, now: float, diffuse: bool = False) -> int:
+    def request(self, group: str, order: str, payload: bytes, now: float, diffuse: bool = False,
+                reply: bool = False) -> int:
         """Send a request; returns its sequence number (an ``Acked`` output follows its delivery).
-        ``diffuse``: a posting, which the group diffuses (it travels in safe order)."""
+        ``diffuse``: a posting, which the group diffuses (it travels in safe order). ``reply``: a
+        reply is awaited (``forget_reply`` once it is no longer)."""
         if order not in CLIENT_ORDERS:
             raise ValueError(f"a client's requests are totally ordered: use order 'total' or 'safe', "
                              f"not {order!r}")
@@ -193,9 +200,16 @@ class ClientCore:
         if not binding.unacked:
             binding.resend_at = now + self.cfg.retry_interval
         binding.unacked[msg.seq] = msg
+        if reply:
+            binding.awaiting[msg.seq] = now
         if binding.server_addr is not None:
             self._send(binding, binding.server_addr, encode(msg))
         return msg.seq
+
+    def forget_reply(self, group: str, seq: int) -> None:
+        binding = self.groups.get(group)
+        if binding is not None:
+            binding.awaiting.pop(seq, None)
 
     def unacked(self, group: str) -> int:
         return len(self._binding(group).unacked)
@@ -225,10 +239,26 @@ class ClientCore:
                     self._rebind(binding, now)
             elif now - binding.heard > cfg.suspect_timeout:
                 self._rebind(binding, now)
-            elif binding.unacked and now >= binding.resend_at:
-                self._resend(binding, binding.server_addr)
-            elif now - binding.sent >= cfg.heartbeat_interval:
-                self._send(binding, binding.server_addr, encode(ClientPing(None)))
+            else:
+                self._repair(binding, now)
+                if now - binding.sent >= cfg.heartbeat_interval:
+                    self._send(binding, binding.server_addr, encode(ClientPing(None)))
+
+    def _repair(self, binding: _Binding, now: float) -> None:
+        """What a frame lost on the way (a connection that broke) left undone: requests not
+        acknowledged go out again; a replay not answered, or a reply long awaited, is asked for
+        (again) — a hello to the server, as at a rebind, replays the diffusions and the multicast
+        replies the client may lack."""
+        cfg = self.cfg
+        if binding.unacked and now >= binding.resend_at:
+            assert binding.server_addr is not None
+            self._resend(binding, binding.server_addr)
+        if binding.replay_at is not None:
+            if now - binding.replay_at > cfg.retry_interval:
+                self._ask_replay(binding, now)
+        elif binding.awaiting and now - min(binding.awaiting.values()) > REPLY_PATIENCE * cfg.retry_interval:
+            binding.awaiting = dict.fromkeys(binding.awaiting, now)
+            self._ask_replay(binding, now)
 
     def take_outputs(self) -> list[ClientOutput]:
         for addr, msgs in self.outbox.items():
@@ -275,22 +305,35 @@ class ClientCore:
         if isinstance(msg, ClientView):
             self._view(binding, node, addr, msg)
         elif isinstance(msg, ClientDiffusion):
-            self._diffusion(binding, addr, msg)
+            self._diffusion(binding, msg)
         else:
             self._answer(binding, msg)
 
-    def _diffusion(self, binding: _Binding, addr: str, msg: ClientDiffusion) -> None:
-        missed = msg.number - binding.diffusions - 1
-        if missed < 0:
+    def _diffusion(self, binding: _Binding, msg: ClientDiffusion) -> None:
+        gap = msg.number - binding.diffusions - 1
+        if gap < 0:
             return  # a replayed one already received
-        if missed and not binding.accept_gap:
-            if not binding.replaying:  # lost on the way: ask for the replay, as a rebind does
-                binding.replaying = True
-                self._send(binding, addr, encode(ClientHello(binding.group, False, binding.diffusions)))
+        if gap:  # one was lost on the way: held back until the replay fills the gap
+            if binding.replay_at is None:
+                self._ask_replay(binding, self.now)
             return
-        binding.replaying = binding.accept_gap = False
         binding.diffusions = msg.number
-        self.outputs.append(Diffused(msg.group, msg.number, msg.mid, msg.sender, msg.payload, missed))
+        lost, binding.lost = binding.lost, 0
+        self.outputs.append(Diffused(msg.group, msg.number, msg.mid, msg.sender, msg.payload, lost))
+
+    def _ask_replay(self, binding: _Binding, now: float) -> None:
+        assert binding.server_addr is not None
+        binding.replay_at = now
+        hello = ClientHello(binding.group, False, binding.diffusions)
+        self._send(binding, binding.server_addr, encode(hello))
+
+    def _replayed(self, binding: _Binding, msg: ClientView) -> None:
+        """The answer to a hello: the server replays the diffusions after ``msg.diffusions`` (those
+        before it that the client lacks, it no longer holds)."""
+        binding.replay_at = None
+        if msg.diffusions > binding.diffusions:
+            binding.lost += msg.diffusions - binding.diffusions
+            binding.diffusions = msg.diffusions
 
     def _answer(self, binding: _Binding, msg: ClientAck | ClientReply) -> None:
         if isinstance(msg, ClientAck):
@@ -298,6 +341,7 @@ class ClientCore:
                 binding.resend_at = self.now + self.cfg.retry_interval
                 self.outputs.append(Acked(msg.group, msg.seq))
         else:
+            binding.awaiting.pop(msg.seq, None)
             self.outputs.append(Replied(msg.group, msg.seq, msg.payload))
 
     @staticmethod
@@ -312,19 +356,21 @@ class ClientCore:
     def _view(self, binding: _Binding, node: str, addr: str, msg: ClientView) -> None:
         binding.members, binding.addrs, binding.view = msg.members, msg.addrs, msg.view
         if node == binding.server_node:
-            if binding.replaying and msg.answer:  # the answer to our hello: the replay follows
-                binding.accept_gap = True
+            if msg.answer:
+                self._replayed(binding, msg)
             self.outputs.append(Bound(msg.group, msg.server, msg.view, tuple(msg.members)))
             return
         taking_over = binding.server_node is not None
         binding.server, binding.server_node, binding.server_addr = msg.server, node, addr
         binding.target = None
-        if binding.fresh:  # diffusions from now on
+        if binding.fresh:  # diffusions from the point the server gives (its history) on
             binding.diffusions = msg.diffusions
-        else:  # the replay of what it missed follows the answer to its hello (asked for now if need be)
-            binding.replaying, binding.accept_gap = True, msg.answer
-            if taking_over:
-                self._send(binding, addr, encode(ClientHello(binding.group, False, binding.diffusions)))
+        elif msg.answer:
+            self._replayed(binding, msg)
+        elif taking_over:  # what the old server forwarded last may be missing: ask for the replay
+            self._ask_replay(binding, self.now)
+        else:  # the target's view, ahead of its answer to our hello: the replay follows that
+            binding.replay_at = self.now
         binding.fresh = False
         self._resend(binding, addr)  # everything not acknowledged goes out again, in order
         self.outputs.append(Bound(msg.group, msg.server, msg.view, tuple(msg.members)))
@@ -337,7 +383,7 @@ class ClientCore:
     def _leave_server(self, binding: _Binding) -> None:
         """Give up the current server (or the member asked): the next ask goes to the next one."""
         binding.server = binding.server_addr = binding.server_node = binding.target = None
-        binding.replaying = binding.accept_gap = False
+        binding.replay_at = None
         binding.attempt += 1
 
     def _rebind(self, binding: _Binding, now: float) -> None:
