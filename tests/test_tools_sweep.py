@@ -59,6 +59,9 @@ FOUND = {
     # a member that declared a crashed client gone was excluded with its cast undelivered, came
     # back, took the client over and never declared it again
     "client": [377],
+    # binds of a client's older hellos, cast late, moved it between members; it followed one, and
+    # lost what another forwarded meanwhile
+    "diffusion": [69],
 }
 
 

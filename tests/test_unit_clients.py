@@ -108,9 +108,11 @@ def sent(core: ClientCore) -> list[tuple[str, object]]:
 
 
 def view(server: str, members: list[str], epoch: int = 1, diffusions: int = 0,
-         answer: bool = True) -> ClientView:
+         hello: int | None = 1) -> ClientView:
+    """A member's view for the client; ``hello``: the number of the hello it answers (None: a view
+    it was not asked for)."""
     return ClientView("g", f"{epoch}.1.{members[0]}", members, {m: f"addr-{m}" for m in members}, server,
-                      diffusions, answer)
+                      diffusions, hello is not None, hello or 0)
 
 
 def bound_core() -> ClientCore:
@@ -125,7 +127,7 @@ def test_a_client_asks_a_seed_and_is_bound_by_its_view() -> None:
     core = ClientCore("c", 1, "addr-c", CFG)
     core.bind("g", ["seed"], 0.0)
     seq = core.request("g", "total", b"early", 0.0)  # before the bind: held, then sent
-    assert sent(core) == [("seed", ClientHello("g", True, 0))]
+    assert sent(core) == [("seed", ClientHello("g", True, 0, 0, 1))]
     core.receive(frame_from("s1#1", "seed", view("s1#1", ["s1#1"], diffusions=7)), 0.01)
     outs = core.take_outputs()
     assert any(isinstance(o, Bound) and o.server == "s1#1" for o in outs)
@@ -151,8 +153,8 @@ def test_a_silent_server_makes_the_client_bind_elsewhere_and_send_again() -> Non
     sent(core)
     core.tick(0.02 + CFG.suspect_timeout + 0.01)
     hellos = [(a, m) for a, m in sent(core) if isinstance(m, ClientHello)]
-    assert hellos == [("addr-s2#1", ClientHello("g", False, 5))]
-    core.receive(frame_from("s2#1", "addr-s2#1", view("s2#1", ["s2#1"], epoch=2)), 1.2)
+    assert hellos == [("addr-s2#1", ClientHello("g", False, 5, 0, 2))]
+    core.receive(frame_from("s2#1", "addr-s2#1", view("s2#1", ["s2#1"], epoch=2, hello=2)), 1.2)
     assert [m for _, m in sent(core)] == [ClientRequest("g", seq, 2, b"p")]  # the same number again
 
 
@@ -171,8 +173,8 @@ def test_a_skipped_diffusion_is_asked_for_again_and_not_delivered_out_of_order()
     core.receive(frame_from("s1#1", "addr-s1#1", ClientDiffusion("g", 8, "m8", "s1#1", b"8")), 0.1)
     outs = core.take_outputs()
     assert [o.number for o in outs if isinstance(o, Diffused)] == [6]
-    assert [m for _, m in transmitted(list(outs))] == [ClientHello("g", False, 6)]
-    core.receive(frame_from("s1#1", "addr-s1#1", view("s1#1", ["s1#1", "s2#1"], diffusions=6),
+    assert [m for _, m in transmitted(list(outs))] == [ClientHello("g", False, 6, 0, 2)]
+    core.receive(frame_from("s1#1", "addr-s1#1", view("s1#1", ["s1#1", "s2#1"], diffusions=6, hello=2),
                             ClientDiffusion("g", 7, "m7", "s1#1", b"7"),
                             ClientDiffusion("g", 8, "m8", "s1#1", b"8"),
                             ClientDiffusion("g", 8, "m8", "s1#1", b"8")), 0.2)
@@ -182,11 +184,11 @@ def test_a_skipped_diffusion_is_asked_for_again_and_not_delivered_out_of_order()
 
 def test_the_oldest_member_takes_over_with_a_newer_view() -> None:
     core = bound_core()
-    core.receive(frame_from("s2#1", "addr-s2#1", view("s2#1", ["s2#1"], epoch=1, answer=False)), 0.1)
+    core.receive(frame_from("s2#1", "addr-s2#1", view("s2#1", ["s2#1"], epoch=1, hello=None)), 0.1)
     assert core.server("g") == "s1#1"  # not newer: ignored
-    core.receive(frame_from("s2#1", "addr-s2#1", view("s2#1", ["s2#1"], epoch=2, answer=False)), 0.2)
+    core.receive(frame_from("s2#1", "addr-s2#1", view("s2#1", ["s2#1"], epoch=2, hello=None)), 0.2)
     assert core.server("g") == "s2#1"
-    assert ("addr-s2#1", ClientHello("g", False, 5)) in sent(core)  # the replay of what s1 may not have sent
+    assert ("addr-s2#1", ClientHello("g", False, 5, 0, 2)) in sent(core)  # what s1 may not have sent
 
 
 def test_pings_keep_the_binding_and_an_expiry_ends_it() -> None:
@@ -208,8 +210,8 @@ def test_a_malformed_frame_is_dropped_and_counted() -> None:
 def test_a_replay_that_starts_later_reports_what_the_server_no_longer_held() -> None:
     core = bound_core()  # it has diffusion 5
     core.receive(frame_from("s1#1", "addr-s1#1", ClientDiffusion("g", 9, "m9", "s1#1", b"9")), 0.1)
-    assert [m for _, m in sent(core)] == [ClientHello("g", False, 5)]
-    core.receive(frame_from("s1#1", "addr-s1#1", view("s1#1", ["s1#1"], diffusions=7),  # holds 8 on
+    assert [m for _, m in sent(core)] == [ClientHello("g", False, 5, 0, 2)]
+    core.receive(frame_from("s1#1", "addr-s1#1", view("s1#1", ["s1#1"], diffusions=7, hello=2),  # holds 8 on
                             ClientDiffusion("g", 8, "m8", "s1#1", b"8"),
                             ClientDiffusion("g", 9, "m9", "s1#1", b"9")), 0.2)
     got = [o for o in core.take_outputs() if isinstance(o, Diffused)]
@@ -219,10 +221,10 @@ def test_a_replay_that_starts_later_reports_what_the_server_no_longer_held() -> 
 def test_an_unanswered_replay_or_a_long_awaited_reply_asks_the_server_again() -> None:
     core = bound_core()
     core.receive(frame_from("s1#1", "addr-s1#1", ClientDiffusion("g", 7, "m7", "s1#1", b"7")), 0.1)
-    assert [m for _, m in sent(core)] == [ClientHello("g", False, 5)]  # the answer is lost
+    assert [m for _, m in sent(core)] == [ClientHello("g", False, 5, 0, 2)]  # the answer is lost
     core.receive(frame_from("s1#1", "addr-s1#1", ClientPong(None)), 0.1 + CFG.retry_interval + 0.01)
     core.tick(0.1 + CFG.retry_interval + 0.01)
-    assert ClientHello("g", False, 5) in [m for _, m in sent(core)]
+    assert ClientHello("g", False, 5, 0, 3) in [m for _, m in sent(core)]
     other = bound_core()
     seq = other.request("g", "total", b"q", 1.0, reply=True)
     other.receive(frame_from("s1#1", "addr-s1#1", ClientAck("g", seq)), 1.01)
@@ -230,4 +232,20 @@ def test_an_unanswered_replay_or_a_long_awaited_reply_asks_the_server_again() ->
     late = 1.0 + 4 * CFG.retry_interval + 0.01  # REPLY_PATIENCE retry intervals
     other.receive(frame_from("s1#1", "addr-s1#1", ClientPong(None)), late)
     other.tick(late)
-    assert [m for _, m in sent(other)] == [ClientHello("g", False, 5)]
+    assert [m for _, m in sent(other)] == [ClientHello("g", False, 5, 0, 2)]
+
+
+def test_the_answer_to_an_older_hello_is_ignored() -> None:
+    """A member may cast the bind of a hello the client sent before its latest: the client binds
+    only by the answer to its newest, and the members ignore a bind older than one they hold."""
+    core = ClientCore("c", 1, "addr-c", CFG)
+    core.bind("g", ["s1", "s2"], 0.0)
+    core.tick(CFG.suspect_timeout + 0.01)  # no answer: it asks the next member (hello 2)
+    core.receive(frame_from("s1#1", "s1", view("s1#1", ["s1#1", "s2#1"], hello=1)), 1.1)
+    assert core.server("g") is None
+    core.receive(frame_from("s2#1", "s2", view("s2#1", ["s1#1", "s2#1"], hello=2)), 1.2)
+    assert core.server("g") == "s2#1"
+    table = ClientTable()
+    assert table.bind("c#1", "addr", "s2#1", fresh=True, hello=2)
+    assert table.bind("c#1", "addr", "s1#1", fresh=True, hello=1) is None  # cast late: ignored
+    assert table.clients["c#1"].server == "s2#1"

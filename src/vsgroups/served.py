@@ -71,6 +71,7 @@ class ClientEntry:
     server: str  # the member id that serves the client
     addr: str
     done: int = 0  # the highest request number delivered
+    hello: int = 0  # the number of the client's hello it was last bound by
     replies: dict[int, bytes] = field(default_factory=dict)  # multicast replies, the most recent
 
 
@@ -91,15 +92,18 @@ class ClientTable:
         self.diffusions = 0
         self.recent: deque[Diffusion] = deque(maxlen=DIFFUSION_HISTORY)
 
-    def bind(self, client: str, addr: str, server: str, fresh: bool) -> bool:
-        """``server`` serves ``client`` from now on; False if this client incarnation is over."""
+    def bind(self, client: str, addr: str, server: str, fresh: bool, hello: int = 0) -> bool | None:
+        """``server`` serves ``client`` from now on (True); None if the bind answers an older
+        hello than one already bound (it is ignored); False if this client incarnation is over."""
         entry = self.clients.get(client)
         if client in self.expired or entry is None and not fresh:
             return False  # a client served before that the group no longer knows was declared gone
         if entry is None:
-            self.clients[client] = ClientEntry(server, addr)
+            self.clients[client] = ClientEntry(server, addr, hello=hello)
+        elif hello < entry.hello:
+            return None
         else:
-            entry.server, entry.addr = server, addr
+            entry.server, entry.addr, entry.hello = server, addr, hello
         return True
 
     def request(self, client: str, seq: int) -> bool | None:
@@ -150,14 +154,14 @@ class ClientTable:
         return [c for c, e in self.clients.items() if e.server == member]
 
     def snapshot(self) -> Any:
-        return {"clients": {c: [e.server, e.addr, e.done, [[s, r] for s, r in e.replies.items()]]
+        return {"clients": {c: [e.server, e.addr, e.done, [[s, r] for s, r in e.replies.items()], e.hello]
                             for c, e in self.clients.items()},
                 "expired": list(self.expired), "diffusions": self.diffusions,
                 "recent": [[d.number, d.mid, d.sender, d.payload] for d in self.recent]}
 
     def restore(self, state: Any) -> None:
-        self.clients = {c: ClientEntry(server, addr, done, {s: r for s, r in replies})
-                        for c, (server, addr, done, replies) in state["clients"].items()}
+        self.clients = {c: ClientEntry(server, addr, done, hello, {s: r for s, r in replies})
+                        for c, (server, addr, done, replies, hello) in state["clients"].items()}
         self.expired = dict.fromkeys(state["expired"])
         self.diffusions = state["diffusions"]
         self.recent = deque((Diffusion(*d) for d in state["recent"]), maxlen=DIFFUSION_HISTORY)
@@ -184,7 +188,7 @@ class Serving:
             return
         try:
             if isinstance(msg, ClientHello):
-                bind = [BIND, out.client, out.addr, msg.fresh, msg.diffusions, msg.history]
+                bind = [BIND, out.client, out.addr, msg.fresh, msg.diffusions, msg.history, msg.hello]
                 group._send(encode_payload(bind), "total")
             elif msg.order in (TOTAL, SAFE):  # a posting is safe: clients hear of it once delivered
                 order = "safe" if msg.diffuse else ORDERS[msg.order]
@@ -195,9 +199,12 @@ class Serving:
     # -- deliveries ----------------------------------------------------------------------------------
 
     def bound(self, body: list[Any], sender: str) -> None:
-        _, client, addr, fresh, seen, history = body
+        _, client, addr, fresh, seen, history, hello = body
         table, me = self.table, self.group.member_id
-        if not table.bind(client, addr, sender, fresh):
+        bound = table.bind(client, addr, sender, fresh, hello)
+        if bound is None:  # an older hello's, cast late
+            return
+        if not bound:
             if sender == me:
                 self._expired(client, addr)
             return
@@ -209,7 +216,7 @@ class Serving:
         # client received, as far back as this member still holds them
         held = table.recent[0].number - 1 if table.recent else table.diffusions
         seen = min(max(table.diffusions - history if fresh else seen, held), table.diffusions)
-        self._send(addr, self._view_msg(answer=True, diffusions=seen))
+        self._send(addr, self._view_msg(answer=hello, diffusions=seen))
         name = self.group.name
         for d in table.since(seen):
             self._send(addr, ClientDiffusion(name, d.number, d.mid, d.sender, d.payload))
@@ -321,13 +328,15 @@ class Serving:
 
     # -- internals -----------------------------------------------------------------------------------
 
-    def _view_msg(self, answer: bool = False, diffusions: int | None = None) -> ClientView:
+    def _view_msg(self, answer: int | None = None, diffusions: int | None = None) -> ClientView:
+        """The view for a client; ``answer``: the number of the hello it answers."""
         group = self.group
         core = group.node._core
         members = list(group.members)
         addrs = {m: (group.node.address if m == group.member_id else core.addrs.get(m, "")) for m in members}
         return ClientView(group.name, group.view.view if group.view else "", members, addrs, group.member_id,
-                          self.table.diffusions if diffusions is None else diffusions, answer)
+                          self.table.diffusions if diffusions is None else diffusions, answer is not None,
+                          answer or 0)
 
     def _expired(self, client: str, addr: str | None) -> None:
         core = self.group.node._core

@@ -8,7 +8,9 @@ Theory of operation. A client is served by one member of the group at a time, it
   members) and is bound once that member answers with a ``ClientView``. The member answers only
   once its cast of the binding has been delivered in the group, so every member knows who serves
   the client (``vsgroups.served``). No answer within the suspect timeout, or a ``ClientRefused``:
-  the next member is tried.
+  the next member is tried. Hellos are numbered: a member asked earlier may cast its bind late,
+  and the members ignore a bind older than the one they hold, the client an answer to any but its
+  newest hello.
 * **Requests.** Each request carries the next sequence number of this client incarnation and is
   kept until the group acknowledges its delivery (``ClientAck``). The server casts it in the
   group; the members deliver the first copy of each number only. So after a rebind the client
@@ -125,6 +127,7 @@ class _Binding:
     target: str | None = None  # binding: the address asked
     asked_at: float = 0.0
     attempt: int = 0
+    hellos: int = 0  # hellos sent (the number of the last one)
     fresh: bool = True  # never bound yet
     members: list[str] = field(default_factory=list)
     addrs: dict[str, str] = field(default_factory=dict)
@@ -324,8 +327,7 @@ class ClientCore:
     def _ask_replay(self, binding: _Binding, now: float) -> None:
         assert binding.server_addr is not None
         binding.replay_at = now
-        hello = ClientHello(binding.group, False, binding.diffusions)
-        self._send(binding, binding.server_addr, encode(hello))
+        self._send(binding, binding.server_addr, self._hello(binding))
 
     def _replayed(self, binding: _Binding, msg: ClientView) -> None:
         """The answer to a hello: the server replays the diffusions after ``msg.diffusions`` (those
@@ -350,13 +352,13 @@ class ClientCore:
         member we asked answers so; and when our server leaves the group, the oldest member takes
         its clients over, with a newer view."""
         if binding.server_node is None:
-            return addr == binding.target
+            return msg.answer and msg.hello == binding.hellos
         return binding.view is None or view_epoch(msg.view) > view_epoch(binding.view)
 
     def _view(self, binding: _Binding, node: str, addr: str, msg: ClientView) -> None:
         binding.members, binding.addrs, binding.view = msg.members, msg.addrs, msg.view
         if node == binding.server_node:
-            if msg.answer:
+            if msg.answer and msg.hello == binding.hellos:
                 self._replayed(binding, msg)
             self.outputs.append(Bound(msg.group, msg.server, msg.view, tuple(msg.members)))
             return
@@ -365,12 +367,11 @@ class ClientCore:
         binding.target = None
         if binding.fresh:  # diffusions from the point the server gives (its history) on
             binding.diffusions = msg.diffusions
-        elif msg.answer:
-            self._replayed(binding, msg)
+            binding.replay_at = None
         elif taking_over:  # what the old server forwarded last may be missing: ask for the replay
             self._ask_replay(binding, self.now)
-        else:  # the target's view, ahead of its answer to our hello: the replay follows that
-            binding.replay_at = self.now
+        else:  # the answer to the newest hello (``_serves``)
+            self._replayed(binding, msg)
         binding.fresh = False
         self._resend(binding, addr)  # everything not acknowledged goes out again, in order
         self.outputs.append(Bound(msg.group, msg.server, msg.view, tuple(msg.members)))
@@ -398,8 +399,15 @@ class ClientCore:
             candidates.remove(avoid)
         binding.target = candidates[binding.attempt % len(candidates)]
         binding.asked_at = now
-        hello = ClientHello(binding.group, binding.fresh, binding.diffusions, binding.history)
-        self._send(binding, binding.target, encode(hello))
+        self._send(binding, binding.target, self._hello(binding))
+
+    @staticmethod
+    def _hello(binding: _Binding) -> bytes:
+        """A new hello: each has a number, and only the answer to the newest counts (a member may
+        cast the bind of an older one late: the members then ignore it, or the client does)."""
+        binding.hellos += 1
+        return encode(ClientHello(binding.group, binding.fresh, binding.diffusions, binding.history,
+                                  binding.hellos))
 
     def _send(self, binding: _Binding, addr: str, data: bytes) -> None:
         self.outbox.setdefault(addr, []).append(data)

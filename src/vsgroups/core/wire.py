@@ -341,6 +341,7 @@ class ClientHello(_Message, frozen=True, tag=int(K.CHELLO)):
     fresh: bool  # this client incarnation was never served in the group
     diffusions: int  # the number of the last diffusion it received (the server replays the later ones)
     history: int = 0  # fresh: how many of the group's recent diffusions to replay first (news)
+    hello: int = 0  # the client's count of its hellos: a member answers only the newest it heard
 
 
 class ClientRequest(_Message, frozen=True, tag=int(K.CREQUEST)):
@@ -372,6 +373,7 @@ class ClientView(_Message, frozen=True, tag=int(K.CVIEW)):
     server: str
     diffusions: int  # a new client's starting point: it receives the diffusions numbered after it
     answer: bool = False  # it answers the client's hello: the replay of what the client missed follows
+    hello: int = 0  # the number of the hello it answers
 
 
 class ClientAck(_Message, frozen=True, tag=int(K.CACK)):

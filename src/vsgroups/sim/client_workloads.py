@@ -319,7 +319,7 @@ class _NoReplay(Serving):
     """A server that binds a client again without replaying the diffusions it missed."""
 
     def bound(self, body: list[Any], sender: str) -> None:
-        super().bound([*body[:3], True, body[4]], sender)  # as if the client were new
+        super().bound([*body[:3], True, *body[4:]], sender)  # as if the client were new
 
 
 class DiffusionWorkload(ClientWorkload):
@@ -346,7 +346,7 @@ class _NoHistory(Serving):
     """A board that replays no history to a new subscriber."""
 
     def bound(self, body: list[Any], sender: str) -> None:
-        super().bound([*body[:5], 0], sender)
+        super().bound([*body[:5], 0, *body[6:]], sender)
 
 
 class NewsWorkload(DiffusionWorkload):
