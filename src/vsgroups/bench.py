@@ -69,6 +69,7 @@ TOOL_GROUPS = {"dict": "bench-dict", "lock": "bench-lock", "cohort": "bench-coho
 WORKLOADS = ("tput", "lat", "rpc", "tools", "clients")  # clients only when asked for (--only)
 CLIENT_GROUP = "bench-clients"
 CLIENTS_PER_HOST = 100  # client processes host this many clients each
+SAMPLES_LINE = 256 << 20  # the longest line a client process writes: every round trip it timed
 DICT_WRITERS = 16  # concurrent ReplicatedDict.set loops per member in the dict workload
 LAT_WARMUP = 100  # latency and RPC round trips discarded before measuring
 GUARD = 60.0  # last-resort timeout of one reply beyond the time a workload needs
@@ -640,8 +641,9 @@ class _Cluster:
                     argv += ["--suspect-timeout", str(opts.suspect_timeout)]
                 log = self.workdir / f"clients-{count}-{i}.log"
                 with open(log, "wb") as err:
-                    proc = await asyncio.create_subprocess_exec(
-                        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err)
+                    proc = await asyncio.create_subprocess_exec(  # its one line of samples is long
+                        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
+                        limit=SAMPLES_LINE)
                 hosts.append(_Proc(f"clients {i}", proc, log))
             for host in hosts:
                 await host.expect("bound", GUARD)
