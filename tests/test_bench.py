@@ -83,3 +83,17 @@ def test_bench_measures_clients_of_the_members() -> None:
         assert row["requests_per_s"] > 0 and row["n"] == row["requests_per_s"] * 2  # the 2 s window
         assert 0 < row["p50_us"] <= row["p99_us"] and row["member_cpu_us_per_request"] > 0
     assert "requests answered per second" in table(result)
+
+
+def test_bench_measures_causality_across_groups() -> None:
+    done = run_bench("--json", "--only", "domains", "--order", "total")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    rows = {(r["cmd"], r["spread"]): r for r in result["domains"]}
+    spreads = ("one group", "two groups, one domain", "two groups, two domains")
+    assert set(rows) == {(cmd, s) for cmd in ("tput", "lat") for s in spreads} and not result["throughput"]
+    for spread in spreads:
+        tput, lat = rows["tput", spread], rows["lat", spread]
+        assert 0 < tput["min"] <= tput["msgs_per_s"] <= tput["max"], tput
+        assert lat["n"] == 200 and 0 < lat["p50_us"] <= lat["p99_us"], lat
+    assert "causality across groups" in table(result)

@@ -54,3 +54,14 @@ def test_a_core_that_delivers_total_messages_before_their_order_is_known_is_caug
     monkeypatch.setattr(ViewStream, "_ordered", too_early)
     found = caught({"total"})
     assert "total" in set().union(*found.values()), found
+
+
+@pytest.mark.parametrize("model", ["vs", "evs"])
+def test_a_core_that_ignores_causality_across_groups_is_caught_in_every_seed(model: str) -> None:
+    """``vsgroups sim --broken``: a cast goes at once, whatever its sender delivered in the other groups
+    of its domain. The scenario's processes cast in 1–3 groups of one domain, so chains across groups
+    are everywhere: every seed of the sample is caught, and by ``causal-domain``."""
+    for seed in range(4):
+        outcome = run(Spec(seed, model=model, broken=True))
+        assert outcome.error is None
+        assert "causal-domain" in {v.prop for v in outcome.violations}, (seed, outcome.problems())

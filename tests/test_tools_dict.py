@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from vsgroups.errors import NotAMember
 from vsgroups.sim.aio import SimNetwork, SimNode, VirtualLoop, run
 from vsgroups.tools import ReplicatedDict
 
@@ -90,3 +91,27 @@ def test_misuse_names_the_problem() -> None:
             await d.set("k", 1)
 
     run(main)
+
+
+def test_a_dict_that_left_its_group_does_not_act_in_a_later_membership() -> None:
+    """A tool whose member left the group stays out of it, even once the node joined the group again
+    with another tool (the lock workload's seed 932: an old lock's cancelled acquire cast its release
+    through the new membership, and its call hung for ever)."""
+    async def main(loop: VirtualLoop) -> tuple[str, dict[object, object]]:
+        _, nodes, dicts = await cluster(loop, 2)
+        old = dicts[1]
+        await old.set("before", 1)
+        await old.leave()
+        new = await ReplicatedDict.join(nodes[1], "d")
+        try:
+            await old.set("stale", 2)
+        except NotAMember as exc:
+            refused = str(exc)
+        else:
+            refused = ""
+        await settle([dicts[0], new])
+        return refused, dict(new)
+
+    refused, state = run(main)
+    assert "not in group 'd'" in refused
+    assert "stale" not in state and state["before"] == 1

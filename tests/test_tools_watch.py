@@ -18,6 +18,8 @@ def test_every_watcher_learns_of_a_crash_and_a_leave_at_the_same_view() -> None:
             node.seeds = [n.sim_address for n in nodes]
             await node.start()
         groups = [await n.join("g") for n in nodes]
+        while any(len(g.members) < 4 for g in groups):  # the last join's view installed everywhere
+            await asyncio.sleep(0.01)  # virtual time
         watches = [Watch(g) for g in groups[:2]]
         crashed, leaver = groups[3].member_id, groups[2].member_id
         told: list[tuple[int, str, str]] = []

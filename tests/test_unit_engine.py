@@ -83,6 +83,7 @@ class FakeHost:
         self.addr = DIRECTORY[pid]
         self.cfg = cfg or Config()
         self.rng = random.Random(0)
+        self.counter = 0
         self.now = 0.0
         self.batching = False
         self.known: dict[str, str] = dict(DIRECTORY)  # what addr_of answers
@@ -475,7 +476,8 @@ def test_a_promise_stops_sending_and_delivering_and_freezes_acks_but_not_retrans
     feed_raw(g, C, raw, now=1.01)
     g.cast(f"{B}:1", "causal", b"x")
     host.run_deferred()
-    feed(g, A, Ack(GROUP, V1, [0, 0, 1], 0, True, 0), now=1.02)  # "still waiting": normally answered
+    # "still waiting": normally answered
+    feed(g, A, Ack(GROUP, V1, [0, 0, 1], 0, True, 0, [0, 0, 0]), now=1.02)
     for t in (1.05, 1.5, 2.0):
         g.tick(t)
     assert not host.sent(Data) and not host.sent(Ack)
@@ -525,7 +527,7 @@ def test_a_gap_is_repaired_after_nak_delay_from_a_member_that_acknowledged_holdi
     one, two = stamp(V1, (A, B, C), A, 2)
     feed_raw(g, A, two, now=1.0)  # a:1 is missing
     if acked_by_b:
-        feed(g, B, Ack(GROUP, V1, [2, 0, 0], 0, False, 0), now=1.0)
+        feed(g, B, Ack(GROUP, V1, [2, 0, 0], 0, False, 0, [0, 0, 0]), now=1.0)
     g.tick(1.0)
     g.tick(1.0 + g.cfg.nak_delay / 2)
     assert not host.sent(Nak)
@@ -549,12 +551,12 @@ def test_flush_completes_once_everything_cast_before_it_is_stable() -> None:
     host.run_deferred()
     assert [u.mids for u in host.sent(Data, to=B)] == [[f"{A}:1"]]  # the window holds a:2 back
     g.flush(7, 2, 0.1)
-    feed(g, B, Ack(GROUP, V1, [0, 0], 0, False, 0), now=0.2)
+    feed(g, B, Ack(GROUP, V1, [0, 0], 0, False, 0, [0, 0]), now=0.2)
     assert not host.of(ev.Flushed)
-    feed(g, B, Ack(GROUP, V1, [1, 0], 0, False, 0), now=0.3)  # a:1 stable: the window lets a:2 go
+    feed(g, B, Ack(GROUP, V1, [1, 0], 0, False, 0, [0, 0]), now=0.3)  # a:1 stable: the window lets a:2 go
     assert [u.mids for u in host.sent(Data, to=B)] == [[f"{A}:1"], [f"{A}:2"]]
     assert not host.of(ev.Flushed)
-    feed(g, B, Ack(GROUP, V1, [2, 0], 0, False, 0), now=0.4)
+    feed(g, B, Ack(GROUP, V1, [2, 0], 0, False, 0, [0, 0]), now=0.4)
     assert host.of(ev.Flushed) == [ev.Flushed(GROUP, 7)]
     g.flush(8, 2, 0.5)  # nothing unstable left: at once
     assert host.of(ev.Flushed)[-1] == ev.Flushed(GROUP, 8)
@@ -600,13 +602,13 @@ def test_an_acknowledgement_saying_it_still_waits_is_answered_at_once() -> None:
     answered with ours at once (the last may have been lost), at most once per ``ack_refresh``."""
     g, host = engine(A)
     install(g, V1, (A, B))
-    feed(g, B, Ack(GROUP, V1, [0, 0], 0, True, 0), now=1.0)
-    assert host.sent(Ack, to=B) == [Ack(GROUP, V1, [0, 0], 0, False, 0)]
+    feed(g, B, Ack(GROUP, V1, [0, 0], 0, True, 0, [0, 0]), now=1.0)
+    assert host.sent(Ack, to=B) == [Ack(GROUP, V1, [0, 0], 0, False, 0, [0, 0])]
     host.take()
-    feed(g, B, Ack(GROUP, V1, [0, 0], 0, True, 0), now=1.0 + g.cfg.ack_refresh / 2)
-    feed(g, B, Ack(GROUP, V1, [0, 0], 0, False, 0), now=1.0 + g.cfg.ack_refresh)
+    feed(g, B, Ack(GROUP, V1, [0, 0], 0, True, 0, [0, 0]), now=1.0 + g.cfg.ack_refresh / 2)
+    feed(g, B, Ack(GROUP, V1, [0, 0], 0, False, 0, [0, 0]), now=1.0 + g.cfg.ack_refresh)
     assert not host.sent(Ack)
-    feed(g, B, Ack(GROUP, V1, [0, 0], 0, True, 0), now=1.0 + g.cfg.ack_refresh + 0.01)
+    feed(g, B, Ack(GROUP, V1, [0, 0], 0, True, 0, [0, 0]), now=1.0 + g.cfg.ack_refresh + 0.01)
     assert host.recipients(Ack) == [B]
 
 

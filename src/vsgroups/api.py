@@ -33,6 +33,7 @@ import msgpack
 from . import status
 from .core import Config, NodeCore
 from .core import events as ev
+from .core.domains import DEFAULT as DEFAULT_DOMAIN
 from .core.driver import Driver
 from .core.ids import name_inc, view_epoch
 from .core.wire import ORDERS, decode_history, encode
@@ -199,10 +200,11 @@ class Group:
     """A handle on one joined group. Obtain it from ``Node.join``."""
 
     def __init__(self, node: Node, name: str, replica: Replica | None, model: str = "vs",
-                 events: bool = False) -> None:
+                 events: bool = False, domain: str = DEFAULT_DOMAIN) -> None:
         self.node = node
         self.name = name
         self.model = model
+        self.domain = domain  # its causality domain at this node (``Node.join``)
         self.replica = replica if replica is not None else Replica()  # a replica may be falsy
         self.view: ViewChange | None = None
         self._joined = asyncio.Event()
@@ -598,6 +600,7 @@ class Node:
         self._close_result: asyncio.Future[bool] | None = None  # how the (first) close ended: cleanly?
         self._aborting = asyncio.Event()
         self._last_inc = 0  # the newest incarnation number used, by the node or a rejoin
+        self._default_domain = DEFAULT_DOMAIN
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop
         self._storage = Storage(data_dir) if data_dir is not None else None
@@ -662,9 +665,23 @@ class Node:
         self._trace = TraceWriter(self.trace_dir, self.name, inc, self._wall_clock,
                                   recovered=counter is not None)
 
+    def set_default_domain(self, domain: str) -> str:
+        """Put the groups this node joins from now on without a ``domain`` into causality domain
+        ``domain``; returns the previous default (``"default"`` at first).
+
+        Causal order holds across the groups of one domain (docs/guide/domains.md): a chain of
+        messages that leaves a group, passes through others and comes back is delivered in causal
+        order, and so is a chain that reaches a process through two of its groups. It costs a cast
+        a wait for the acknowledgements of what this node delivered in the domain's other groups;
+        groups that need not wait for each other go in different domains."""
+        if not isinstance(domain, str) or not domain:
+            raise ValueError(f"a causality domain is a non-empty string, not {domain!r}")
+        old, self._default_domain = self._default_domain, domain
+        return old
+
     async def join(
         self, group: str, replica: Replica | None = None, timeout: float | None = JOIN_TIMEOUT,
-        model: str = "vs", events: bool = False,
+        model: str = "vs", events: bool = False, domain: str | None = None,
     ) -> Group:
         """Join ``group`` and return once this process is a member (with the state, if any).
 
@@ -680,6 +697,10 @@ class Node:
         components that can talk again merge (no state transfer on a merge: the application
         reconciles, as with Spread or Totem).
 
+        ``domain``: the causality domain of the group at this node (``set_default_domain``): causal
+        order holds across the groups of one domain, and groups of different domains never wait
+        for each other.
+
         After ``timeout`` seconds (``JOIN_TIMEOUT`` by default; None waits for ever) it raises
         ``JoinFailed``, which says what is known of why: no seed reachable, frames the seeds cannot
         authenticate (another cluster key; a seed says so back, unauthenticated), no answer, the
@@ -693,11 +714,13 @@ class Node:
             raise ValueError(f"this node already joined group {group!r}")
         if model not in ("vs", "evs"):
             raise ValueError(f"unknown group model {model!r}: use 'vs' (primary component) or 'evs'")
+        if domain is not None and (not isinstance(domain, str) or not domain):
+            raise ValueError(f"a causality domain is a non-empty string, not {domain!r}")
         if self._recovered and model != "evs":
             raise ValueError(f"this node recovered its identifier from its data_dir, so it can join only "
                              f"evs groups, not {model!r} group {group!r} (vs regards a recovered process as "
                              f"a new one: give it a fresh data_dir)")
-        handle = Group(self, group, replica, model, events)
+        handle = Group(self, group, replica, model, events, domain or self._default_domain)
         self.groups[group] = handle
         stored = self._storage.checkpoint(group) if self._recovered and self._storage is not None else None
         if self._storage is not None and (last := self._storage.view_log(group).last()) is not None:
@@ -710,7 +733,8 @@ class Node:
             assert self._storage is not None
             saved = self._storage.history(group)
             history = decode_history(saved) if saved is not None else None
-            self._core_call(lambda core, now: core.recover(group, seeds, now, epoch, history))
+            self._core_call(lambda core, now: core.recover(group, seeds, now, epoch, history,
+                                                           domain=handle.domain))
         else:
             first_seed = self.seeds[:1] in ([], [self.address])
             self._join_core(group, self.found if self.found is not None else first_seed)
@@ -761,11 +785,12 @@ class Node:
 
     def _join_core(self, group: str, founder: bool, also: Iterable[str] = ()) -> None:
         seeds = self._seed_list(also)
-        model = self.groups[group].model
+        model, domain = self.groups[group].model, self.groups[group].domain
         if self._storage is not None and model == "evs":
             self._storage.joining(group, pending=True)  # until it holds the state (see storage)
         if group not in self._core.spent:
-            self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder, model=model))
+            self._core_call(lambda core, now: core.join(group, seeds, now, founder=founder, model=model,
+                                                        domain=domain))
             return
         # this process was in the group before (it left, or was excluded): a member id serves one
         # membership, so it joins under a fresh one, in a trace file of its own

@@ -26,6 +26,13 @@ So this module does what the anchor drivers do, with the public API only:
   window above), the round trip of a ``LockService`` acquire and release, and of a ``Cohort``
   request, from one member one at a time.
 
+* Causality across groups (``--only domains``, not in the default run): the members join three
+  groups more, two in the default causality domain and one in a domain of its own, and run the
+  throughput and latency workloads with every cast going to one group, or switching between two
+  groups of one domain (each switch waits for the rule of docs/guide/domains.md), or between two
+  groups of different domains (which never wait): throughput switches every ``RUN`` casts, the
+  latency probe (one cast at a time) at every cast.
+
 * Clients (``--only clients``, not in the default run): the members serve a group of their own,
   and ``--clients`` client processes' worth of ``vsgroups.Client`` (hosted 100 to a process,
   ``python -m vsgroups.bench clients``) each send requests one at a time, answered point to point
@@ -66,7 +73,13 @@ from .tools import Cohort, LockService, ReplicatedDict
 
 GROUP = "bench"
 TOOL_GROUPS = {"dict": "bench-dict", "lock": "bench-lock", "cohort": "bench-cohort"}
-WORKLOADS = ("tput", "lat", "rpc", "tools", "clients")  # clients only when asked for (--only)
+WORKLOADS = ("tput", "lat", "rpc", "tools", "clients", "domains")  # the last two only with --only
+DOMAIN_GROUPS = {"bench-d1": None, "bench-d2": None, "bench-d3": "apart"}  # group: its causality domain
+# where the casts of a domains step go: the groups, taken in turn, and how many casts go to one in a row
+# (throughput switches every RUN casts; latency, one cast at a time, at every cast)
+SPREADS = {"one group": ["bench-d1"], "two groups, one domain": ["bench-d1", "bench-d2"],
+           "two groups, two domains": ["bench-d1", "bench-d3"]}
+RUN = 100
 CLIENT_GROUP = "bench-clients"
 CLIENTS_PER_HOST = 100  # client processes host this many clients each
 SAMPLES_LINE = 256 << 20  # the longest line a client process writes: every round trip it timed
@@ -174,7 +187,7 @@ class _Worker:
             handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
                 "tput": self._tput, "lat": self._lat, "rpc": self._rpc, "dict": self._dict,
                 "lock": self._lock, "cohort": self._cohort, "tools-join": self._tools_join,
-                "wait-groups": self._wait_groups, "serve": self._serve}
+                "wait-groups": self._wait_groups, "serve": self._serve, "domains-join": self._domains_join}
             while line := await reader.readline():
                 cmd = json.loads(line)
                 if cmd["cmd"] == "quit":
@@ -183,9 +196,12 @@ class _Worker:
         finally:
             await self.node.close()
 
+    def _groups(self, cmd: dict[str, Any]) -> list[Group]:
+        """The groups a step's casts go to, in turn: the bench group unless it names others."""
+        return [self.node.groups[g] for g in cmd.get("groups", [GROUP])]
+
     async def _tput(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        assert self.group is not None
-        counter, group = self.counter, self.group
+        counter, groups = self.counter, self._groups(cmd)
         start = cmd["start"]
         counter.window = 0
         counter.lo = start + cmd["warm"]
@@ -195,25 +211,26 @@ class _Worker:
         await asyncio.sleep(max(0.0, start - time.time()))
         sent = 0
         if cmd["send"]:
-            payload, order = bytes(cmd["size"]), cmd["order"]
+            payload, order, spread, run = bytes(cmd["size"]), cmd["order"], len(groups), RUN
             while time.time() < end:
-                await group.cast(payload, order)
+                await groups[sent // run % spread].cast(payload, order)
                 sent += 1
         else:
             await asyncio.sleep(max(0.0, end - time.time()))
-        await group.flush()
+        for group in groups:
+            await group.flush()
         return {"delivered": counter.window, "sent": sent, "views": counter.views - views}
 
     async def _lat(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        assert self.group is not None
         loop = asyncio.get_running_loop()
+        groups = self._groups(cmd)
         pad, order = bytes(cmd["size"]), cmd["order"]
         samples = []
         for i in range(cmd["count"] + LAT_WARMUP):
             arrived: asyncio.Future[float] = loop.create_future()
             self.counter.waiting = (i, arrived)
             t0 = time.perf_counter()
-            await self.group.cast([i, pad], order)
+            await groups[i % len(groups)].cast([i, pad], order)
             t1 = await asyncio.wait_for(arrived, GUARD)
             if i >= LAT_WARMUP:
                 samples.append(t1 - t0)
@@ -230,6 +247,11 @@ class _Worker:
         self.dict = await _CountingDict.join(self.node, TOOL_GROUPS["dict"])
         self.locks = await LockService.join(self.node, TOOL_GROUPS["lock"])
         self.cohort = await Cohort.join(self.node, TOOL_GROUPS["cohort"], _echo)
+        return {}
+
+    async def _domains_join(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        for group, domain in DOMAIN_GROUPS.items():
+            await self.node.join(group, replica=self.counter, domain=domain)
         return {}
 
     async def _serve(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -542,6 +564,10 @@ def _plan(opts: Options) -> list[dict[str, Any]]:
             steps.append({"cmd": "rpc", "size": size})
     if "clients" in opts.workloads:
         steps += [{"cmd": "clients", "clients": count, "size": opts.sizes[0]} for count in opts.clients]
+    if "domains" in opts.workloads:  # the first size: the cost is a wait per switch, not bytes
+        for order in opts.orders:
+            steps += [{"cmd": cmd, "order": order, "size": opts.sizes[0], "senders": "all", "spread": spread,
+                       "groups": groups} for cmd in ("tput", "lat") for spread, groups in SPREADS.items()]
     if "tools" in opts.workloads:  # the first size only: the tools' costs are round trips, not bytes
         size = opts.sizes[0]
         steps += [{"cmd": "dict", "order": ReplicatedDict.order, "size": size, "senders": "all"},
@@ -569,6 +595,7 @@ class _Cluster:
         self.addrs: list[str] = []
         self.tools = False  # the tool groups are joined
         self.serving = False  # the clients workload's group is joined
+        self.domains = False  # the domains workload's groups are joined
 
     async def start(self) -> None:
         key = self.workdir / "cluster.key"
@@ -613,6 +640,11 @@ class _Cluster:
         if not self.tools:
             await self._join_all("tools-join", list(TOOL_GROUPS.values()))
             self.tools = True
+
+    async def join_domains(self) -> None:
+        if not self.domains:
+            await self._join_all("domains-join", list(DOMAIN_GROUPS))
+            self.domains = True
 
     async def _join_all(self, cmd: str, groups: list[str]) -> None:
         """Every member runs ``cmd`` (joining ``groups``), the oldest first; then all wait for full views."""
@@ -725,7 +757,7 @@ async def run(opts: Options, progress: bool = True) -> dict[str, Any]:
     bar = _Progress(sum(_cost(s, opts) for s in steps) * len(opts.members) + 3 * len(opts.members))
     result: dict[str, Any] = {"machine": machine(), "options": asdict(opts),
                               "throughput": [], "latency": [], "rpc": [], "tools": [], "clients": [],
-                              "peak_rss_mib": {}}
+                              "domains": [], "peak_rss_mib": {}}
     workdir = Path(tempfile.mkdtemp(prefix="vsgroups-bench-"))
     failed = True
     try:
@@ -741,11 +773,13 @@ async def run(opts: Options, progress: bool = True) -> dict[str, Any]:
                     cmd = step["cmd"]
                     if cmd in TOOL_GROUPS:
                         await cluster.join_tools()
+                    if "spread" in step:
+                        await cluster.join_domains()
                     if cmd == "clients":
                         row = await cluster.clients(step)
                     else:
                         row = await (cluster.tput(step) if cmd in ("tput", "dict") else cluster.probe(step))
-                    result[_SECTIONS.get(cmd, "tools")].append(row)
+                    result["domains" if "spread" in step else _SECTIONS.get(cmd, "tools")].append(row)
                 result["peak_rss_mib"][str(n)] = [p.sample().get("VmHWM") for p in cluster.procs]
                 await cluster.stop()
             finally:
@@ -765,6 +799,9 @@ _SECTIONS = {"tput": "throughput", "lat": "latency", "rpc": "rpc", "clients": "c
 
 
 def _label(step: dict[str, Any], n: int) -> str:
+    if "spread" in step:
+        return f"{n} members: {'throughput' if step['cmd'] == 'tput' else 'latency'}, {step['spread']} " \
+               f"{step['order']}"
     what = {"tput": f"throughput, {step.get('senders')} sending", "lat": "latency", "rpc": "group RPC",
             "dict": "ReplicatedDict updates", "lock": "LockService acquire + release",
             "cohort": "Cohort requests", "clients": f"{step.get('clients')} clients' requests"}
@@ -841,6 +878,23 @@ def table(result: dict[str, Any]) -> str:
                      [(str(r["members"]), str(r["clients"]), f"{r['size']} B", f"{r['requests_per_s']:,.0f}",
                        *_lat_cells(r), _fmt(r.get("member_cpu_us_per_request"), ".1f"))
                       for r in result["clients"]])
+    spreads = [r for r in result["domains"] if r["cmd"] == "tput"]
+    if spreads:
+        out.append(f"causality across groups: every member casts as fast as flow control allows to one "
+                   f"group, or to two groups in turn, {RUN} casts at a time (of one causality domain, or of "
+                   f"two): msgs/s delivered per member (all groups), CPU µs per delivered message per member")
+        out += _grid(("N", "order", "size", "casts go to", "msgs/s", "min–max", "CPU µs"),
+                     [(str(r["members"]), r["order"], f"{r['size']} B", r["spread"],
+                       f"{r['msgs_per_s']:,.0f}", f"{r['min']:,.0f}–{r['max']:,.0f}",
+                       _fmt(None if r.get("cpu_s_per_1k") is None else r["cpu_s_per_1k"] * 1000, ".2f"))
+                      for r in spreads])
+    trips = [r for r in result["domains"] if r["cmd"] == "lat"]
+    if trips:
+        out.append("causality across groups: one member casts one message at a time, to one group or to two "
+                   "in turn (switching at every cast), and waits for its own delivery (µs)")
+        out += _grid(("N", "order", "size", "casts go to", "n", "p50", "p99", "max", "mean"),
+                     [(str(r["members"]), r["order"], f"{r['size']} B", r["spread"], *_lat_cells(r))
+                      for r in trips])
     peaks = ", ".join(f"{n} members: " + " / ".join(_fmt(v, ".1f") for v in vals)
                       for n, vals in result["peak_rss_mib"].items())
     out.append(f"peak RSS per member over the whole run (MiB): {peaks}")
@@ -895,8 +949,9 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--senders", type=_choices(("all", "one")), default=d.senders,
                         help="throughput with every member sending and/or one (default all,one)")
     parser.add_argument("--only", type=_choices(WORKLOADS), default=d.workloads,
-                        help="workloads to run: tput,lat,rpc,tools,clients (default all but clients; tools: "
-                        "the toolkit's dict, lock and cohort at the first size)")
+                        help="workloads to run: tput,lat,rpc,tools,clients,domains (default the first four; "
+                        "tools: the toolkit's dict, lock and cohort at the first size; domains: causality "
+                        "across groups, at the first size)")
     parser.add_argument("--clients", type=_ints, default=d.clients,
                         help="client counts of the clients workload (default 1,50,200)")
     parser.add_argument("--duration", type=float, default=d.duration,

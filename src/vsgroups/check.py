@@ -43,6 +43,10 @@ later; its next view of a group succeeds none (``prev`` null) and is the configu
                     sending view before it (every ordering is at least fifo).
 ``causal``          a process that delivers a causal, total or safe m2 delivered its causal past in the
                     sending view before it: vector clocks built from the senders' own histories.
+``causal-domain``   a process that delivers a causal, total or safe m2 delivered before it every message of
+                    m2's causality domain that precedes it through any chain of sends and deliveries in
+                    the domain's groups, at any process, and that it delivers at all (1991 §4, Fig. 4;
+                    ``check_domains``).
 ``total``           total and safe messages of a view are delivered in one order by all processes (a
                     topological sort of every process's delivery sequence); a process that crashed in
                     the view is bound only for its safe messages (1987b §3.2).
@@ -76,17 +80,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .check_domains import check_domains
+
 ORDERS = ("fifo", "causal", "total", "safe")
 FIFO, CAUSAL, TOTAL, SAFE = range(4)
 _ORDER_CODE = {name: code for code, name in enumerate(ORDERS)}
 
 PROPERTIES = (
     "trace", "view-agreement", "primary-order", "integrity", "sending-view", "same-set", "self-delivery",
-    "fifo", "causal", "total", "safe", "model", "liveness",
+    "fifo", "causal", "causal-domain", "total", "safe", "model", "liveness",
 )
 MODELS = ("vs", "evs")
 
 _LISTED = 5  # message ids named in one report
+DEFAULT_DOMAIN = "default"
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,7 @@ class Incarnation:
     groups: dict[str, list[Epoch]] = field(default_factory=dict)
     stop_line: int | None = None
     deliveries: int = 0
+    recover_lines: list[int] = field(default_factory=list)
 
     def at(self, line: int) -> str:
         return f"{self.file}:{line}"
@@ -126,6 +134,7 @@ class Epoch:
     primary: bool
     pred: str | None  # the view this one succeeds at this incarnation
     follows: str | None  # evs, a primary view: the primary view it was formed to succeed
+    domain: str  # the causality domain of g at this process
     msgs: array[int] = field(default_factory=lambda: array("q"))
     lines: array[int] = field(default_factory=lambda: array("q"))
     orders: bytearray = field(default_factory=bytearray)
@@ -150,6 +159,7 @@ class Send:
     line: int
     epoch: Epoch | None  # the sender's current view of g; None if it was not a member (a client)
     dpos: int  # deliveries the sender had made in ``epoch`` before this send
+    past: int  # its causal past in its domain is the sender's lines up to this one (``past``, or the send)
 
 
 @dataclass
@@ -310,6 +320,7 @@ class _TraceFile:
         elif kind == "recover":
             if not self.started:
                 return "recover before start"
+            inc.recover_lines.append(line)
             for epoch in self.current.values():
                 if epoch is not None:
                     epoch.recover_line = line
@@ -332,12 +343,15 @@ class _TraceFile:
             return "view prev must be a string or null"
         if type(ev.get("follows")) not in (str, type(None)):
             return "view follows must be a string"
+        domain = ev.get("domain", DEFAULT_DOMAIN)
+        if type(domain) is not str:
+            return "view domain must be a string"
         if g in self.excluded:
             return f"view of group {g} after this identity was excluded from it (a rejoin takes a new id)"
         epochs = self.inc.groups.setdefault(g, [])
         pred = ev["prev"] if "prev" in ev else self.last_view.get(g)
         epoch = Epoch(self.inc, g, view, len(epochs), line, tuple(sorted(members)), kind == "regular",
-                      primary, pred, ev.get("follows"))
+                      primary, pred, ev.get("follows"), domain)
         epochs.append(epoch)
         self.current[g] = epoch
         self.last_view[g] = view
@@ -350,6 +364,9 @@ class _TraceFile:
         parsed = _parse_msg(msg)
         if parsed is None:
             return f"message id {msg!r} is not name#inc:n"
+        past = ev.get("past", line)
+        if type(past) is not int or not 0 < past <= line:
+            return "send past must be the number of an earlier line"
         prefix, n = parsed
         number = self.reader.message(msg)
         if prefix != inc.ident:
@@ -366,7 +383,7 @@ class _TraceFile:
                            f"{inc.ident} sends {msg} stamped with view {view} while its view of group {g} is "
                            f"{epoch.view}", inc.at(line), inc.at(epoch.line))
         self.reader.sends[number] = Send(number, inc, g, view, order, n, line, epoch,
-                                         len(epoch.msgs) if epoch is not None else 0)
+                                         len(epoch.msgs) if epoch is not None else 0, past)
         self.sent.add(number)
         return None
 
@@ -570,6 +587,7 @@ class _Checker:
         for g, views in self.views.items():
             for view, installs in views.items():
                 self.view_history(g, view, installs)
+        check_domains(self.h, self.found.add)
         if live:
             self.liveness()
         found = self.h.problems + self.found.violations()

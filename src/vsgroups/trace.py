@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .core import events as ev
+from .core.domains import DEFAULT as DEFAULT_DOMAIN
 
 
 class TraceWriter:
@@ -30,6 +31,8 @@ class TraceWriter:
         self.rejoined: dict[str, TraceWriter] = {}  # group: the file of the identity that rejoined it
         self.file: IO[str] | None = None
         self.unflushed = False  # records written since the last flush
+        self.lines = 0
+        self.held_at: dict[str, int] = {}  # a cast held by its causality domain: the line it depends on
         if directory is not None:
             Path(directory).mkdir(parents=True, exist_ok=True)
             self.file = open(Path(directory) / f"{name}#{inc}.jsonl", "a" if recovered else "w",  # noqa: SIM115
@@ -42,6 +45,7 @@ class TraceWriter:
         record = {"ev": event, "p": self.name, "inc": self.inc, "t": round(self.clock(), 6), **fields}
         self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
         self.unflushed = True
+        self.lines += 1
 
     def rejoin(self, group: str, inc: int) -> None:
         """The node joins ``group`` again as ``name#inc``: a new file holds that group's events."""
@@ -63,12 +67,20 @@ class TraceWriter:
                 self.write("deliver", g=event.group, msg=msg, sender=event.sender, order=event.order,
                            view=event.view)
         elif isinstance(event, ev.Sent):
+            held_at = self.held_at
             for msg in event.msgs:
-                self.write("send", g=event.group, msg=msg, order=event.order, view=event.view)
+                past = held_at.pop(msg, None) if held_at else None
+                extra: dict[str, Any] = {"past": past} if past is not None and past < self.lines else {}
+                self.write("send", g=event.group, msg=msg, order=event.order, view=event.view, **extra)
+        elif isinstance(event, ev.Held):
+            for msg in event.msgs:
+                self.held_at[msg] = self.lines
         elif isinstance(event, ev.ViewInstalled):
-            extra = {"follows": event.follows} if event.follows is not None else {}
+            view_extra: dict[str, Any] = {"follows": event.follows} if event.follows is not None else {}
+            if event.domain != DEFAULT_DOMAIN:
+                view_extra["domain"] = event.domain
             self.write("view", g=event.group, view=event.view, members=sorted(event.members), kind=event.kind,
-                       primary=event.primary, prev=event.prev, **extra)
+                       primary=event.primary, prev=event.prev, **view_extra)
         elif isinstance(event, ev.StateReady):
             self.write("state", g=event.group, view=event.view, size=len(event.data))
         elif isinstance(event, ev.Left):

@@ -15,6 +15,8 @@ of the current view from the engine's inputs and timers:
 * Gaps are repaired by negative acknowledgements to a member that acknowledged holding the
   missing messages; a gap in the global numbers by a request to the member that knows most.
 * ``flush`` completes once everything cast here up to the call (sent or still pending) is stable.
+* In a causality domain of several groups, a cast is stamped only once the rule of ``domains``
+  allows it; acknowledgements report what a member has delivered, for the others' rule.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .stream import ViewStream
 from .wire import ORDERS, Ack, Data, Msg, Nak, Num, NumNak, encode
 
 if TYPE_CHECKING:
+    from .domains import Barrier
     from .group import GroupEngine
 
 
@@ -44,6 +47,10 @@ class DataPath:
         self.num_gap_since: float | None = None
         self.flush_waiters: dict[int, tuple[int, tuple[str, list[int]] | None]] = {}
         self.retransmitted = 0  # messages sent again on request (NAK), for ``vsgroups status``
+        # causality domains (``domains``): casts below ``cleared`` may go; a barrier holds the others
+        self.cleared = 0
+        self.barrier: Barrier | None = None
+        self.confirmed: tuple[str, list[int]] | None = None  # (view, vector) delivered everywhere
 
     def cast(self, mid: str, order: str, payload: bytes) -> None:
         self.pending.append((mid, ORDERS.index(order), payload))
@@ -51,6 +58,10 @@ class DataPath:
         # stamped when the node's outputs are taken: a run of casts is stamped, delivered here and
         # sent as one batch, not one pass over the data path per message
         self.g.host.defer(self.g)
+
+    def first_counter(self) -> int:
+        """The node's cast counter of the oldest pending cast."""
+        return MessageId.parse(self.pending[0][0]).counter
 
     def flush(self, token: int, counter: int, now: float) -> None:
         self.flush_waiters[token] = (counter, None)
@@ -63,6 +74,7 @@ class DataPath:
     def drop_pending(self) -> None:
         self.pending.clear()
         self.pending_bytes = 0
+        self.barrier = None
 
     # -- inputs ----------------------------------------------------------------------------------
 
@@ -78,7 +90,9 @@ class DataPath:
     def on_ack(self, sender: str, msg: Ack, raw: bytes, now: float) -> None:
         g = self.g
         if g.stream is not None and msg.view == g.view_id:
-            g.stream.on_ack(sender, msg.acked, msg.known, msg.clock)
+            g.stream.on_ack(sender, msg.acked, msg.known, msg.clock, msg.delivered)
+            if g.domain.waiting:  # another group's casts may wait for what this says was delivered
+                g.poke_domain()
             waiting = msg.waiting and now - self.acked_back.get(sender, float("-inf")) >= self.cfg.ack_refresh
             if waiting and g.change.promised is None:
                 # the sender still waits for stability: our last acknowledgement may have been lost
@@ -126,20 +140,43 @@ class DataPath:
             stream.refresh_stable()
             self._deliver_ready(stream)
             # a joiner sends only once it holds the state its casts are based on
-            while self.pending and g.transfer.awaiting is None and self._window_open(stream):
-                while self.pending and self._window_open(stream):
+            sent = False
+            while self.pending and g.transfer.awaiting is None and self._window_open(stream) \
+                    and self._may_send():
+                while self.pending and self._window_open(stream) and self._may_send():
                     self._send_run(stream)
-                self.ack_dirty = True
+                sent = self.ack_dirty = True
                 stream.refresh_stable()  # alone in its view, a sender's messages are stable at once
                 self._deliver_ready(stream)
+            if sent and g.domain.waiting:
+                g.poke_domain()  # an older cast of the domain went: younger ones elsewhere may follow
         if self.ack_dirty and now - self.ack_sent >= self.cfg.ack_delay:
             self.send_ack(now)
         if self.flush_waiters:
             self._settle_flushes(stream)
 
+    def _may_send(self) -> bool:
+        """The rule of causality domains (``domains``) for the first pending cast."""
+        g = self.g
+        if len(g.domain.groups) < 2:
+            return True
+        counter = self.first_counter()
+        if counter < self.cleared:
+            return True
+        upto = g.domain.may_send(g, counter, g.host.counter)
+        if upto is None:
+            return False
+        self.cleared = upto
+        return True
+
     def _deliver_ready(self, stream: ViewStream) -> None:
+        if self.g.domain.leaving and self.g.domain.holds(self.g):
+            return  # a leaver delivers the final set of the group it leaves first (``domains``)
         numbered: list[str] = []
-        for msg in stream.deliverable(numbered):
+        delivered = stream.deliverable(numbered)
+        if delivered:
+            self.ack_dirty = True  # what a member delivered counts for the others' causality domains
+        for msg in delivered:
             self.deliver(msg)
         if numbered:
             first = stream.known - len(numbered) + 1  # the sequencer numbers consecutively
@@ -160,10 +197,13 @@ class DataPath:
         mids: list[str] = []
         payloads: list[bytes] = []
         size = 0
+        cleared = self.cleared if len(self.g.domain.groups) > 1 else 0
         while pending and len(mids) < room:
             mid, o, payload = pending[0]
             if o != order or (mids and size + len(payload) > budget):
                 break
+            if cleared and mids and MessageId.parse(mid).counter >= cleared:
+                break  # made after the barrier: the next one covers it
             pending.popleft()
             mids.append(mid)
             payloads.append(payload)
@@ -201,8 +241,16 @@ class DataPath:
         stream = g.stream
         assert stream is not None
         stream.refresh_acked()
-        waiting = not stream.all_stable()
-        return encode(Ack(g.name, stream.view, stream.acked, stream.known, waiting, stream.clock))
+        waiting = not stream.all_stable() or self.awaited()
+        # a joiner holds its deliveries from the application until the state is here: none count yet
+        delivered = stream.delivered if g.transfer.awaiting is None else []
+        return encode(Ack(g.name, stream.view, stream.acked, stream.known, waiting, stream.clock, delivered))
+
+    def awaited(self) -> bool:
+        """Does a barrier of another group of the domain wait for deliveries here?"""
+        g = self.g
+        return any(need[0] is g for other in g.domain.waiting if (b := other.data.barrier) is not None
+                   for need in b.needs)
 
     def _settle_flushes(self, stream: ViewStream) -> None:
         pending_counter = min((MessageId.parse(mid).counter for mid, _, _ in self.pending), default=None)
@@ -222,8 +270,8 @@ class DataPath:
         """Repeat acknowledgements while something is unstable, and repair gaps."""
         if self.ack_dirty and now - self.ack_sent >= self.cfg.ack_delay:
             self.send_ack(now)
-        elif now - self.ack_sent >= self.cfg.ack_refresh and not stream.all_stable():
-            self.send_ack(now)
+        elif now - self.ack_sent >= self.cfg.ack_refresh and (not stream.all_stable() or self.awaited()):
+            self.send_ack(now)  # ``waiting`` asks the others to answer: ours or theirs may be lost
         self._repair_gaps(stream, now)
 
     def _repair_gaps(self, stream: ViewStream, now: float) -> None:

@@ -25,7 +25,8 @@ class Driver:
 
     def __init__(self) -> None:
         self._act: dict[type, Callable[[Any], None]] = {
-            ev.Transmit: self.on_transmit, ev.Sent: self.on_sent, ev.Delivered: self.on_delivered,
+            ev.Transmit: self.on_transmit, ev.Held: self.on_held, ev.Sent: self.on_sent,
+            ev.Delivered: self.on_delivered,
             ev.ViewInstalled: self.on_view, ev.Blocked: self.on_blocked, ev.NeedState: self.on_need_state,
             ev.StateReady: self.on_state_ready, ev.Flushed: self.on_flushed,
             ev.DirectReceived: self.on_direct, ev.Left: self.on_left, ev.Excluded: self.on_excluded,
@@ -55,6 +56,7 @@ class Driver:
         """Every output, before it is acted on."""
 
     def on_transmit(self, out: ev.Transmit) -> None: ...
+    def on_held(self, out: ev.Held) -> None: ...
     def on_sent(self, out: ev.Sent) -> None: ...
     def on_delivered(self, out: ev.Delivered) -> None: ...
     def on_view(self, out: ev.ViewInstalled) -> None: ...

@@ -33,6 +33,7 @@ class ViewInstalled:
     state_pending: bool = False  # a joiner that does not hold the group state yet (``StateReady`` follows)
     follows: str | None = None  # evs, a primary view: the primary it was formed to succeed
     joined: tuple[str, ...] = ()  # the members it admits with the group's state (state transfer)
+    domain: str = "default"  # the causality domain of the group here
 
 
 @dataclass(slots=True)
@@ -53,6 +54,15 @@ class Sent:
     msgs: list[str]
     order: str
     view: str
+
+
+@dataclass(slots=True)
+class Held:
+    """Casts ``msgs`` wait for the rule of causality domains (``domains``): they depend on what was
+    delivered up to this point of the outputs, not on what is delivered before their ``Sent``."""
+
+    group: str
+    msgs: list[str]
 
 
 @dataclass(slots=True)
@@ -154,6 +164,6 @@ class FromClient:
 
 
 Output = (
-    Transmit | ViewInstalled | Blocked | Sent | Delivered | DirectReceived | NeedState | StateReady | Flushed
-    | Left | Excluded | PrimaryHistory | Suspicion | StatusRequested | FromClient
+    Transmit | ViewInstalled | Blocked | Held | Sent | Delivered | DirectReceived | NeedState | StateReady
+    | Flushed | Left | Excluded | PrimaryHistory | Suspicion | StatusRequested | FromClient
 )

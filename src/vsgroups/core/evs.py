@@ -190,7 +190,7 @@ class EvsConfigurationChange(ViewChange):
         self.remember(g.view_id, value)
         transitional = f"{value.id}~{g.view_id}"
         announce = ev.ViewInstalled(g.name, transitional, tuple(part.t), g.view_id, primary=False,
-                                    kind="transitional")
+                                    kind="transitional", domain=g.domain.name)
         split = part.split
         for i, mid in enumerate(part.order):
             if i == split:

@@ -47,9 +47,10 @@ from typing import Any, NoReturn
 
 from . import events as ev
 from .datapath import DataPath
+from .domains import DEFAULT, Domain
 from .evs import EvsConfigurationChange
 from .host import Host
-from .ids import view_epoch
+from .ids import MessageId, view_epoch
 from .stream import ViewStream
 from .transfer import StateTransfer
 from .viewchange import ViewChange, VsViewChange
@@ -148,6 +149,7 @@ class GroupEngine:
         self.seeds = seeds
         self.founder = founder
         self.state = State.JOINING
+        self.domain = Domain(DEFAULT, {self: None})  # its causality domain: the node places it
         # the current view
         self.view_id: str | None = None
         self.members: tuple[str, ...] = ()
@@ -223,6 +225,7 @@ class GroupEngine:
         if self.state is not State.MEMBER:
             raise_not_member(self.name, self.state)
         self._to(State.LEAVING)
+        self.domain.leaving[self] = None  # until it is out, its other groups of the domain deliver nothing
         self.request_sent = float("-inf")
         self.leave_started = now
         self.tick(now)
@@ -349,7 +352,10 @@ class GroupEngine:
         pending = joined and value.state_from is not None and value.state_from != self.me
         self.emit(ev.ViewInstalled(self.name, value.id, members, prev, primary=self.primary,
                                    state_pending=pending, follows=value.follows,
-                                   joined=tuple(value.joiners) if value.state_from is not None else ()))
+                                   joined=tuple(value.joiners) if value.state_from is not None else (),
+                                   domain=self.domain.name))
+        if self.domain.waiting:
+            self.poke_domain()  # casts held for deliveries of the old view may go
         if not self.transfer.installed(value, joined, now):
             return
         for view in list(self.future):
@@ -358,6 +364,16 @@ class GroupEngine:
                 for sender, msg, raw in bucket:
                     self.on_message(sender, msg, raw, now)
         self.progress(now)
+
+    def held(self, upto: int) -> None:
+        """A barrier of the causality domain holds the pending casts made before ``upto``."""
+        mids = [mid for mid, _, _ in self.data.pending if MessageId.parse(mid).counter < upto]
+        self.emit(ev.Held(self.name, mids))
+
+    def poke_domain(self) -> None:
+        """Something here may let casts of the domain's other groups go: they look again."""
+        for other in self.domain.changed(self):
+            self.host.defer(other)
 
     def emit(self, event: ev.Output) -> None:
         """An output of this group's view; a joiner holds them until its state has arrived."""

@@ -23,6 +23,7 @@ class Host(Protocol):
     addr: str  # where it listens
     cfg: Config
     rng: random.Random  # seeded: a run stays a function of its seed
+    counter: int  # the newest cast of this node (causality domains order casts by it)
 
     @property
     def now(self) -> float:

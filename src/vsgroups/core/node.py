@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from . import events as ev
 from .config import Config
+from .domains import Domains
 from .group import GroupEngine, GroupStatus, raise_not_member
 from .ids import name_inc
 from .wire import (
@@ -79,6 +80,8 @@ class NodeCore:
         self.cfg = config or Config()
         self.rng = random.Random(f"{seed}/{self.pid}")
         self.groups: dict[str, GroupEngine] = {}
+        self.domains = Domains()
+        self.domain_of: dict[str, str] = {}  # group: the causality domain it was joined in
         self.counter = counter  # message ids are member:counter, unique across groups and views
         self.aliases: dict[str, str] = {}  # group: this node's member id in it, where not self.pid
         self.node_of: dict[str, str] = {}  # a peer's member id: the pid of the node it runs on
@@ -106,9 +109,11 @@ class NodeCore:
     # -- application calls -----------------------------------------------------------------------
 
     def join(
-        self, group: str, seeds: list[str], now: float, founder: bool = False, model: str = "vs"
+        self, group: str, seeds: list[str], now: float, founder: bool = False, model: str = "vs",
+        domain: str | None = None,
     ) -> None:
-        """Join ``group`` in ``model`` "vs" (primary component) or "evs" (extended virtual synchrony)."""
+        """Join ``group`` in ``model`` "vs" (primary component) or "evs" (extended virtual synchrony),
+        in causality ``domain`` (by default the one every group shares: ``domains``)."""
         if group in self.groups:
             raise ValueError(f"already joining or a member of group {group!r}")
         if group in self.spent:
@@ -117,7 +122,7 @@ class NodeCore:
         self.now = now
         engine = GroupEngine(self, group, list(seeds), founder, now, model, self.member_id(group),
                              frozenset(self.former.get(group, ())))
-        self.groups[group] = engine
+        self._place(engine, domain)
         engine.tick(now)
         self._drain(now)
 
@@ -132,14 +137,20 @@ class NodeCore:
         self.former.setdefault(group, set()).add(old)
         self.aliases[group] = f"{self.name}#{inc}"
         self.spent.discard(group)
-        self.join(group, seeds, now, model=model)
+        self.join(group, seeds, now, model=model, domain=self.domain_of.get(group))
+
+    def _place(self, engine: GroupEngine, domain: str | None) -> None:
+        self.groups[engine.name] = engine
+        engine.domain = self.domains.enter(engine, domain)
+        self.domain_of[engine.name] = engine.domain.name
 
     def member_id(self, group: str) -> str:
         """This node's identity in ``group``: its pid, unless it was excluded from it and rejoined."""
         return self.aliases.get(group, self.pid)
 
     def recover(
-        self, group: str, seeds: list[str], now: float, epoch: int, history: History | None = None
+        self, group: str, seeds: list[str], now: float, epoch: int, history: History | None = None,
+        domain: str | None = None,
     ) -> None:
         """Recover membership of evs ``group`` after a failure, with stable storage: ``epoch`` is the
         newest configuration epoch this process installed in it, ``history`` the last
@@ -149,7 +160,7 @@ class NodeCore:
             raise ValueError(f"already joining or a member of group {group!r}")
         self.now = now
         engine = GroupEngine(self, group, list(seeds), False, now, "evs", self.member_id(group))
-        self.groups[group] = engine
+        self._place(engine, domain or self.domain_of.get(group))
         engine.recover(epoch, now, history)
         self._drain(now)
 
@@ -352,6 +363,8 @@ class NodeCore:
         if self.groups.get(engine.name) is engine:
             del self.groups[engine.name]
             self.spent.add(engine.name)
+        for other in self.domains.leave(engine):  # casts held for its deliveries may go
+            self.defer(other)
 
     # -- internals -------------------------------------------------------------------------------
 

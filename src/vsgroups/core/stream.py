@@ -46,7 +46,7 @@ class ViewStream:
         "group", "view", "members", "index", "me", "n", "sequencer", "held", "recv", "delivered", "seq",
         "num_of", "mid_of_num", "known", "numbered", "acks", "ack_known", "stable", "stable_num",
         "collected", "collected_num", "seen", "ordered", "dirty", "own_bytes", "own_casts", "acked", "evs",
-        "clock", "last_ts", "ack_clock", "ack_seq", "totals",
+        "clock", "last_ts", "ack_clock", "ack_seq", "totals", "delivered_by", "heard",
     )
 
     def __init__(self, group: str, view: str, members: tuple[str, ...], me: str, evs: bool = False) -> None:
@@ -85,6 +85,12 @@ class ViewStream:
         self.ack_clock = [0] * n  # per member, the clock of its latest acknowledgement...
         self.ack_seq = [0] * n  # ...and how many messages it had sent by then
         self.totals: list[tuple[int, int, int]] = []  # undelivered total messages held: (time, sender, seq)
+        # per member, what its acknowledgements say it delivered (causality domains, ``domains``)
+        self.delivered_by = [[0] * n for _ in range(n)]
+        self.delivered_by[self.me] = self.delivered
+        # per member, it acknowledged in this view with the group's state: it delivers in this view
+        self.heard = [False] * n
+        self.heard[self.me] = True
 
     # -- sending and receiving -------------------------------------------------------------------
 
@@ -152,10 +158,17 @@ class ViewStream:
             num += 1
         return first, mids
 
-    def on_ack(self, member: str, recv: list[int], known: int, clock: int = 0) -> None:
+    def on_ack(self, member: str, recv: list[int], known: int, clock: int = 0,
+               delivered: list[int] | None = None) -> None:
         j = self.index.get(member)
         if j is None or j == self.me or len(recv) != self.n:
             return
+        if delivered is not None and len(delivered) == self.n:  # empty: a joiner without the state
+            self.heard[j] = True
+            row = self.delivered_by[j]
+            for s, k in enumerate(delivered):
+                if k > row[s]:
+                    row[s] = k
         if clock > self.ack_clock[j]:  # a later acknowledgement (clock and sent count only grow)
             self.ack_clock[j] = clock
             self.ack_seq[j] = recv[j]
@@ -302,6 +315,11 @@ class ViewStream:
             self.collected_num = limit
 
     # -- queries ---------------------------------------------------------------------------------
+
+    def delivered_everywhere(self, need: list[int]) -> bool:
+        """Has every member said it delivered, from each sender s, at least ``need[s]`` messages?"""
+        rows = self.delivered_by
+        return all(not k or all(row[s] >= k for row in rows) for s, k in enumerate(need))
 
     def all_stable(self) -> bool:
         self.refresh_stable()

@@ -92,6 +92,7 @@ class StateTransfer:
             held, self.held = self.held, []
             for event in held:
                 g.host.emit(event)
+            g.data.ack_dirty = True  # the deliveries are the application's now (causality domains)
             g.progress(now)
 
     def on_statereq(self, sender: str, msg: StateRequest, raw: bytes, now: float) -> None:

@@ -105,8 +105,9 @@ class Ack(_Message, frozen=True, tag=int(K.ACK)):
     view: str
     acked: list[int]  # per sender, the prefix held with its causal past
     known: int  # contiguous count of global numbers known
-    waiting: bool  # the sender still waits for stability
+    waiting: bool  # the sender still waits for stability (or for deliveries: causality domains)
     clock: int  # evs: Lamport clock
+    delivered: list[int]  # per sender, the prefix delivered here (causality domains); [] before the state
 
 
 class Num(_Message, frozen=True, tag=int(K.NUM)):

@@ -64,13 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workload", choices=WORKLOADS,
                         help="run a tool of vsgroups.tools under faults and check its guarantee")
     parser.add_argument("--broken", action="store_true",
-                        help="with --workload: the tool's deliberately broken variant (the check must fail)")
+                        help="a deliberately broken variant, which the check must fail: with --workload the "
+                             "tool's, without it a core that ignores causality across groups")
     args = parser.parse_args(argv)
     _quiet()
     if args.workload is not None:
         return _workloads(args)
     try:
-        spec = Spec(args.seed if args.seed is not None else 0, args.nodes, args.faults, model=args.model)
+        spec = Spec(args.seed if args.seed is not None else 0, args.nodes, args.faults, model=args.model,
+                    broken=args.broken)
         if args.duration is not None:
             spec = replace(spec, duration=args.duration)
     except ValueError as exc:

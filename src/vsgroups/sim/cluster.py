@@ -31,7 +31,9 @@ from typing import Any
 
 from ..core import Config, NodeCore
 from ..core import events as ev
+from ..core.domains import Domain, Domains
 from ..core.driver import Driver
+from ..core.group import GroupEngine
 from ..core.ids import view_epoch
 from ..core.wire import History
 from ..trace import TraceWriter
@@ -68,9 +70,14 @@ class Simulation:
     def __init__(
         self, seed: int = 0, config: Config | None = None, trace_dir: str | Path | None = None,
         latency: tuple[float, float] = (0.0002, 0.002), tick: float = 0.005, model: str = "vs",
+        domains: dict[str, str] | None = None, broken: bool = False,
     ) -> None:
+        """``domains``: the causality domain of a group (the default one if absent); ``broken``:
+        every node runs the core that ignores causality across groups (the checker must catch it)."""
         self.seed = seed
         self.model = model  # of every group: "vs" (primary component) or "evs"
+        self.domains = domains or {}
+        self.broken = broken
         self.cfg = config or Config()
         self.trace_dir = trace_dir
         self.tick_interval = tick
@@ -133,6 +140,8 @@ class Simulation:
     ) -> tuple[NodeCore, TraceWriter]:
         """``counter``: the message ids an incarnation that recovers has used (None: a new one)."""
         core = NodeCore(name, inc, addr, self.cfg, seed=self.seed, counter=counter or 0)
+        if self.broken:
+            core.domains = Domains(_IgnoresOtherGroups)
         return core, TraceWriter(self.trace_dir, name, inc, lambda: self.now, recovered=counter is not None)
 
     def _seeds(self) -> list[str]:
@@ -145,12 +154,14 @@ class Simulation:
         seeds = self._seeds()
         for group in proc.groups:
             if stored is not None and group in stored:
-                proc.core.recover(group, seeds, self.now, stored[group], proc.histories.get(group))
+                proc.core.recover(group, seeds, self.now, stored[group], proc.histories.get(group),
+                                  domain=self.domains.get(group))
                 continue
             proc.views.pop(group, None)
             proc.histories.pop(group, None)
             proc.digests[group] = ""
-            proc.core.join(group, seeds, self.now, founder=first and group in proc.founds, model=self.model)
+            proc.core.join(group, seeds, self.now, founder=first and group in proc.founds, model=self.model,
+                           domain=self.domains.get(group))
         self._handle(proc)
         self.at(self.now + self.rng.uniform(0, self.tick_interval), self._tick, proc, proc.core)
 
@@ -265,7 +276,7 @@ class Simulation:
             self._join_again(proc, group)
         else:
             proc.digests[group] = ""
-            proc.core.join(group, self._seeds(), self.now, model=self.model)
+            proc.core.join(group, self._seeds(), self.now, model=self.model, domain=self.domains.get(group))
         self._handle(proc)
 
     def leave(self, name: str, group: str) -> None:
@@ -294,6 +305,16 @@ class Simulation:
             view = views.pop()
             if view is None or sorted(view[1]) != members:
                 return False
+        return True
+
+    def quiet(self) -> bool:
+        """No live process holds a cast it has not sent yet, or a message not stable yet (a cast
+        held by its causality domain may wait long after the load stopped)."""
+        for p in self.live():
+            for group in p.core.groups:
+                status = p.core.status(group)
+                if status is not None and (status.backlog or status.unstable):
+                    return False
         return True
 
     def summary(self) -> dict[str, Any]:
@@ -335,6 +356,14 @@ class Simulation:
             return
         dst.core.receive(data, self.now)
         self._handle(dst)
+
+
+class _IgnoresOtherGroups(Domain):
+    """The broken core (``--broken``): a cast goes at once, whatever its sender delivered in the
+    domain's other groups — causal order across groups is lost."""
+
+    def may_send(self, engine: GroupEngine, counter: int, last_counter: int) -> int | None:
+        return last_counter + 1
 
 
 class _Outputs(Driver):

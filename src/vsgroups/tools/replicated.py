@@ -78,10 +78,12 @@ class Replicated(Replica):
 
     @property
     def group(self) -> Group:
-        try:
-            return self.node.groups[self.name]
-        except KeyError:
-            raise NotAMember(f"this node is not in group {self.name!r}") from None
+        """This tool's membership of its group. A tool that left its group stays out of it: if the
+        node joined the group again with another tool, that membership is not this one's."""
+        handle = self.node.groups.get(self.name)
+        if handle is None or handle.replica is not self:
+            raise NotAMember(f"this {type(self).__name__} is not in group {self.name!r} (any more)")
+        return handle
 
     async def submit(self, op: Any, order: str | None = None) -> Any:
         """Cast ``op``; return ``apply_op``'s result once this member applied it (or raise what it
