@@ -65,10 +65,7 @@ def check_domains(h: Histories, report: Report) -> None:
 def _check(h: Histories, domain: str, report: Report) -> None:
     procs: dict[tuple[str, int], _Process] = {}
 
-    cuts = {inc.ident: sorted(inc.recover_lines + [line for es in inc.groups.values() for e in es
-                                                   if e.domain == domain
-                                                   for line in (e.leave_line, e.exclude_line) if line is not None])
-            for inc in h.incarnations}
+    cuts = {inc.ident: _cuts(inc, domain) for inc in h.incarnations}
 
     def process(inc: Incarnation, line: int) -> _Process:
         key = (inc.ident, bisect_right(cuts[inc.ident], line))
@@ -108,6 +105,14 @@ def _check(h: Histories, domain: str, report: Report) -> None:
     at = {place: msg for msg, place in origin.items()}
     for p in procs.values():
         _delivery_order(h, domain, p, clocks, origin, at, width, report)
+
+
+def _cuts(inc: Incarnation, domain: str) -> list[int]:
+    """The lines where the process begins a new causal history in ``domain``: it recovers, leaves a
+    group of the domain or is excluded from one."""
+    ends = [line for epochs in inc.groups.values() for e in epochs if e.domain == domain
+            for line in (e.leave_line, e.exclude_line) if line is not None]
+    return sorted(inc.recover_lines + ends)
 
 
 def _flags(e: Epoch) -> int:
