@@ -14,6 +14,8 @@ import pytest
 from vsgroups.sim.scenario import Spec, run
 
 FOUND = {
+    627: "a duplicated old frame carried a node's earlier member id for a group; the coordinator took the "
+         "current one for retired, suspected it for ever and proposed view after view without end",
     14: "a leaver cut off from the primary component logged 'leave' without delivering the final set "
         "of its view (self-delivery, safe)",
     16: "right after a heal, the youngest member, which still suspects the others, decides a view with "

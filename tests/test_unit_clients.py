@@ -249,3 +249,22 @@ def test_the_answer_to_an_older_hello_is_ignored() -> None:
     assert table.bind("c#1", "addr", "s2#1", fresh=True, hello=2)
     assert table.bind("c#1", "addr", "s1#1", fresh=True, hello=1) is None  # cast late: ignored
     assert table.clients["c#1"].server == "s2#1"
+
+
+def test_refusals_take_the_client_round_every_seed() -> None:
+    """A group that only some seeds belong to (a hierarchy's subgroup): the members that refuse are
+    followed by the next seed each time, so every seed is asked (two refusing members once took
+    turns for ever, the others never asked)."""
+    seeds = [f"addr-{i}" for i in range(4)]
+    core = ClientCore("c", 1, "addr-c", CFG)
+    core.bind("g", seeds, 0.0)
+    asked: list[str] = []
+    now = 0.0
+    for _ in range(2 * len(seeds)):
+        hellos = [a for a, m in sent(core) if isinstance(m, ClientHello)]
+        asked += hellos
+        for addr in hellos:
+            core.receive(frame_from(f"p{addr}#1", addr, ClientRefused("g", "not a member")), now)
+        now += CFG.heartbeat_interval + 0.01
+        core.tick(now)
+    assert set(asked) == set(seeds), asked

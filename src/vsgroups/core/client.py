@@ -127,6 +127,7 @@ class _Binding:
     target: str | None = None  # binding: the address asked
     asked_at: float = 0.0
     attempt: int = 0
+    given_up: str | None = None  # the address of the last member given up (or that refused)
     hellos: int = 0  # hellos sent (the number of the last one)
     fresh: bool = True  # never bound yet
     members: list[str] = field(default_factory=list)
@@ -383,21 +384,22 @@ class ClientCore:
 
     def _leave_server(self, binding: _Binding) -> None:
         """Give up the current server (or the member asked): the next ask goes to the next one."""
+        binding.given_up = binding.server_addr or binding.target or binding.given_up
         binding.server = binding.server_addr = binding.server_node = binding.target = None
         binding.replay_at = None
         binding.attempt += 1
 
     def _rebind(self, binding: _Binding, now: float) -> None:
-        left = binding.server_addr or binding.target
         self._leave_server(binding)
-        self._ask(binding, now, avoid=left)
+        self._ask(binding, now, avoid=binding.given_up)
 
     def _ask(self, binding: _Binding, now: float, avoid: str | None = None) -> None:
         """Ask the next candidate to serve us (never again the one just given up, if there are others)."""
         candidates = binding.candidates(self.pid)
-        if avoid in candidates and len(candidates) > 1:
-            candidates.remove(avoid)
-        binding.target = candidates[binding.attempt % len(candidates)]
+        # the one after the member given up, so that every candidate gets its turn (counting turns
+        # instead let two members take turns for ever when a refusal counted twice)
+        at = candidates.index(avoid) + 1 if avoid in candidates else binding.attempt
+        binding.target = candidates[at % len(candidates)]
         binding.asked_at = now
         self._send(binding, binding.target, self._hello(binding))
 

@@ -425,9 +425,11 @@ class NodeCore:
                 self.addrs[member] = addr
             engine = self.groups.get(group)
             if engine is not None:
-                # the node's other identities in the group (its pid, an earlier alias) are over
+                # the node's earlier identities in the group (its pid, an earlier alias) are over;
+                # not a later one: a frame duplicated or delayed by the network may carry an old alias
+                newest = name_inc(member).inc
                 for pid in engine.members:
-                    if pid != member and self.node_of.get(pid, pid) == sender:
+                    if pid != member and self.node_of.get(pid, pid) == sender and name_inc(pid).inc < newest:
                         engine.change.retired(pid)
 
     def _dispatch(self, node: str, raw: bytes, now: float, aliases: dict[str, str] | None = None) -> None:
