@@ -5,7 +5,7 @@ PYTHON ?= .venv/bin/python
 SEEDS ?= 0..9999
 MODELS ?= vs evs
 TOOLS ?= dict lock token watch cohort split
-VS_TOOLS ?= client diffusion news
+VS_TOOLS ?= client diffusion news recovery
 TOOL_SEEDS ?= 0..1999
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 

@@ -48,10 +48,17 @@ class Members:
     def __init__(self, script: str, members: dict[str, list[str]], key: Path) -> None:
         ports = [_free_port() for _ in members]
         peers = ",".join(map(str, ports))
-        self.procs = {name: subprocess.Popen(
-            [sys.executable, script, "--name", name, "--port", str(port), "--peers", peers,
-             "--key", str(key), *extra], stdout=subprocess.PIPE, text=True)
-            for (name, extra), port in zip(members.items(), ports, strict=True)}
+        self.argv = {name: [sys.executable, script, "--name", name, "--port", str(port), "--peers", peers,
+                            "--key", str(key), *extra]
+                     for (name, extra), port in zip(members.items(), ports, strict=True)}
+        self.procs = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+                      for name, argv in self.argv.items()}
+
+    def restart(self, name: str) -> None:
+        """Start member ``name`` again, as it was started (its previous process must be gone)."""
+        self.procs[name].wait()
+        self.procs[name] = subprocess.Popen(self.argv[name], stdout=subprocess.PIPE, text=True)
+        print(f"restarted {name}")
 
     def wait_for(self, name: str, pattern: str) -> str:
         """Read member ``name``'s lines (echoing them) until one matches ``pattern`` (a regular

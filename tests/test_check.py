@@ -781,3 +781,17 @@ def test_unknown_model_is_an_error(run: Run) -> None:
     good_history(run)
     with pytest.raises(ValueError, match="unknown model 'x'"):
         check_dir(run.write(), model="x")
+
+
+@pytest.mark.parametrize("refound", [True, False])
+def test_a_group_founded_again_after_a_total_failure_begins_a_lineage_of_its_own(run: Run,
+                                                                                  refound: bool) -> None:
+    """The recovery manager founds the group again (``refound``) once every member failed; without
+    that line a second lineage is a split brain."""
+    run.view("v1", [P1, P2])
+    run.cast(P1, "v1", "total", [P1, P2])  # both crash in v1
+    if refound:
+        run.emit(P3, "refound", g=G)
+    run.view("w1", [P3])
+    run.stop(P3)
+    assert ("primary-order" in props(run)) is not refound

@@ -19,7 +19,8 @@ def test_a_sample_of_seeds_keeps_the_tools_guarantee(tool: str, model: str) -> N
     failed = {}
     for seed in SAMPLE:
         outcome = run_workload(WorkloadSpec(seed, tool, model))
-        assert outcome.ops > 20 and outcome.faults > 0, outcome.verdict()  # it did work under faults
+        # it did work under faults (a token run passes the token a score of times in a few seconds)
+        assert outcome.ops >= 20 and outcome.faults > 0, outcome.verdict()
         if not outcome.ok:
             failed[outcome.spec.command()] = outcome.problems()
     assert not failed, failed

@@ -681,7 +681,8 @@ class Node:
 
     async def join(
         self, group: str, replica: Replica | None = None, timeout: float | None = JOIN_TIMEOUT,
-        model: str = "vs", events: bool = False, domain: str | None = None,
+        model: str = "vs", events: bool = False, domain: str | None = None, found: bool | None = None,
+        refound: bool = False,
     ) -> Group:
         """Join ``group`` and return once this process is a member (with the state, if any).
 
@@ -696,6 +697,11 @@ class Node:
         delivers a transitional configuration (``ViewChange.kind``) before the new regular one, and
         components that can talk again merge (no state transfer on a merge: the application
         reconciles, as with Spread or Totem).
+
+        ``found``: whether this node may found the group if no member answers (default: the node's
+        ``found``, or being the first seed); a tool that creates groups on the fly says so per group.
+        ``refound=True``: the group failed totally and this process founds it again (the recovery
+        manager decided so): it may found it, and its trace says the group begins anew.
 
         ``domain``: the causality domain of the group at this node (``set_default_domain``): causal
         order holds across the groups of one domain, and groups of different domains never wait
@@ -722,6 +728,8 @@ class Node:
                              f"a new one: give it a fresh data_dir)")
         handle = Group(self, group, replica, model, events, domain or self._default_domain)
         self.groups[group] = handle
+        if refound:
+            found = True
         stored = self._storage.checkpoint(group) if self._recovered and self._storage is not None else None
         if self._storage is not None and (last := self._storage.view_log(group).last()) is not None:
             self.last_views.setdefault(group, last)
@@ -737,7 +745,11 @@ class Node:
                                                            domain=handle.domain))
         else:
             first_seed = self.seeds[:1] in ([], [self.address])
-            self._join_core(group, self.found if self.found is not None else first_seed)
+            self._join_core(group, found if found is not None else self.found if self.found is not None
+                            else first_seed)
+            if refound:  # in the file of the identity that joins (a rejoin has one of its own)
+                assert self._trace is not None
+                self._trace.rejoined.get(group, self._trace).write("refound", g=group)
         try:
             await asyncio.wait_for(handle.wait_joined(), timeout)
         except BaseException as exc:
@@ -799,7 +811,8 @@ class Node:
         self._trace.rejoin(group, inc)
         if self._storage is not None:
             self._storage.rejoined(group)
-        self._core_call(lambda core, now: core.rejoin(group, inc, seeds, now, model=model))
+        self._core_call(lambda core, now: core.rejoin(group, inc, seeds, now, model=model, founder=founder,
+                                                      domain=domain))
 
     async def close(self, timeout: float | None = None) -> bool:
         """Stop this process gracefully; returns whether it stopped cleanly.

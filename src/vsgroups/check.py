@@ -29,7 +29,8 @@ later; its next view of a group succeeds none (``prev`` null) and is the configu
                     successor (a primary view directly succeeds, at each process installing it, the
                     last primary view that process installed, through any non-primary configurations,
                     and the primary its ``follows`` names; successors that are not ordered are a split
-                    brain), only one begins a lineage, and consecutive ones share a member.
+                    brain), only one begins a lineage (besides those a ``refound`` begins: the
+                    group founded again after a total failure), and consecutive ones share a member.
 ``integrity``       each delivery is of a message some trace sends, with the sender, group and order of
                     that send, at most once per process; a sender sends before it delivers its own message
                     and no delivery precedes its send through a chain of causality.
@@ -141,6 +142,7 @@ class Epoch:
     leave_line: int | None = None
     recover_line: int | None = None  # the process failed in this view: its ``recover`` line
     exclude_line: int | None = None  # the group went on without the process: its ``exclude`` line
+    refounded: bool = False  # a ``refound`` line precedes it: it begins the group anew
 
     @property
     def closed(self) -> bool:
@@ -289,6 +291,7 @@ class _TraceFile:
         self.started = False
         self.sent: set[int] = set()  # ids and deliveries survive a recovery: stable storage
         self.excluded: set[str] = set()  # groups this identity was excluded from: it is over in them
+        self.refound: set[str] = set()  # groups whose next view it installs founds them again
         self.delivered: set[int] = set()
 
     def event(self, ev: dict[str, Any], line: int) -> str | None:
@@ -315,6 +318,11 @@ class _TraceFile:
             if kind == "exclude":
                 self.excluded.add(g)
             self.current[g] = self.last_view[g] = None
+        elif kind == "refound":
+            g = ev.get("g")
+            if type(g) is not str:
+                return "refound needs a string field g"
+            self.refound.add(g)
         elif kind == "start":
             self.started = True
         elif kind == "recover":
@@ -351,7 +359,8 @@ class _TraceFile:
         epochs = self.inc.groups.setdefault(g, [])
         pred = ev["prev"] if "prev" in ev else self.last_view.get(g)
         epoch = Epoch(self.inc, g, view, len(epochs), line, tuple(sorted(members)), kind == "regular",
-                      primary, pred, ev.get("follows"), domain)
+                      primary, pred, ev.get("follows"), domain, refounded=g in self.refound)
+        self.refound.discard(g)
         epochs.append(epoch)
         self.current[g] = epoch
         self.last_view[g] = view
@@ -691,7 +700,9 @@ class _Checker:
                                    e.inc.at(e.line))
         followers = {b for successors in direct.values() for b in successors}
         roots = [v for v in primaries if v not in followers]
-        if len(roots) > 1:
+        # a group founded again after a total failure (``refound``: the recovery manager) begins a
+        # lineage of its own
+        if len([r for r in roots if not primaries[r].refounded]) > 1:
             self.found.add("primary-order", (g, "roots"),
                            f"split brain: primary views {_names(roots)} of group {g} each begin a lineage "
                            f"(none succeeds a primary view)",

@@ -12,12 +12,14 @@ at all.
 
 A membership change ends causal obligations, as in 1994 §3 ("local to a single configuration and
 terminated by a membership change"), for the processes it takes out: a delivery in a transitional
-configuration, or in a view that the process then fails in (it crashes, recovers or is excluded),
-is not one that a later delivery must wait for; and a process that leaves a group of the domain,
-is excluded from one or recovers begins a new causal history there — what it sent and delivered
-before does not order what it sends after. So a process is a trace file cut at each of those lines.
-Vector clocks count each process's sends in the domain. A domain whose messages all travel in one
-group is left to the per-view check. Cost: O(deliveries × processes that send in the domain).
+configuration, in a view that the process then fails in (it crashes, recovers or is excluded), or
+in a view that another member left for a view without it (evs: the process may go on delivering
+in its regular configuration before it notices), is not one that a later delivery must wait for;
+and a process that leaves a group of the domain, is excluded from one or recovers begins a new
+causal history there — what it sent and delivered before does not order what it sends after. So
+a process is a trace file cut at each of those lines. Vector clocks count each process's sends in
+the domain. A domain whose messages all travel in one group is left to the per-view check.
+Cost: O(deliveries × processes that send in the domain).
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def _check(h: Histories, domain: str, report: Report) -> None:
             p = procs[key] = _Process(inc)
         return p
 
+    left_out = _left_out(h)
     ours: set[int] = set()
     for s in h.sends:
         if s is not None and s.epoch is not None and s.epoch.domain == domain:
@@ -86,7 +89,7 @@ def _check(h: Histories, domain: str, report: Report) -> None:
         for epochs in inc.groups.values():
             for e in epochs:
                 if e.domain == domain:
-                    flags = _flags(e)
+                    flags = _flags(e, left_out)
                     for m, line, order in zip(e.msgs, e.lines, e.orders, strict=True):
                         if m in ours:
                             process(inc, line).events.append((line, DELIVER, m, order | flags))
@@ -115,10 +118,29 @@ def _cuts(inc: Incarnation, domain: str) -> list[int]:
     return sorted(inc.recover_lines + ends)
 
 
-def _flags(e: Epoch) -> int:
+def _left_out(h: Histories) -> set[tuple[str, str, str]]:
+    """(group, view, process): a member of the view that another member's next regular view left
+    out — a membership change separated them (evs: it may go on delivering the old view's messages
+    for a while, in its regular configuration, before it notices)."""
+    from .check import _next
+
+    out: set[tuple[str, str, str]] = set()
+    for inc in h.incarnations:
+        for g, epochs in inc.groups.items():
+            for e in epochs:
+                after = _next(e)
+                while after is not None and not after.regular:
+                    after = _next(after)
+                if e.regular and after is not None:
+                    out.update((g, e.view, m) for m in e.members if m not in after.members)
+    return out
+
+
+def _flags(e: Epoch, left_out: set[tuple[str, str, str]]) -> int:
     from .check import _block, _survival
 
-    return UNOWED if not e.regular or _survival(_block(e)) is None else 0
+    owed = e.regular and _survival(_block(e)) is not None and (e.g, e.view, e.inc.ident) not in left_out
+    return 0 if owed else UNOWED
 
 
 def _clocks(h: Histories, domain: str, procs: list[_Process], origin: dict[int, tuple[int, int]],

@@ -126,7 +126,8 @@ class NodeCore:
         engine.tick(now)
         self._drain(now)
 
-    def rejoin(self, group: str, inc: int, seeds: list[str], now: float, model: str = "vs") -> None:
+    def rejoin(self, group: str, inc: int, seeds: list[str], now: float, model: str = "vs",
+               founder: bool = False, domain: str | None = None) -> None:
         """Join ``group`` again, as the member ``name#inc``, after this node left it, was excluded
         from it (an ``Excluded`` output) or called a join of it off: its old member id is over in
         that group (fail-stop, 1987a), not in the node's other groups. ``inc`` must be above every
@@ -137,7 +138,7 @@ class NodeCore:
         self.former.setdefault(group, set()).add(old)
         self.aliases[group] = f"{self.name}#{inc}"
         self.spent.discard(group)
-        self.join(group, seeds, now, model=model, domain=self.domain_of.get(group))
+        self.join(group, seeds, now, founder=founder, model=model, domain=domain or self.domain_of.get(group))
 
     def _place(self, engine: GroupEngine, domain: str | None) -> None:
         self.groups[engine.name] = engine

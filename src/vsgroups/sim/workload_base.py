@@ -37,7 +37,9 @@ def _digest(state: Any) -> str:
 
 
 class _Recording:
-    """Mixed into a tool: records its state each time a view settles here (the per-view check)."""
+    """Mixed into a tool: records its state each time a view settles here (the per-view check) —
+    while it is current: a reconciliation that ends in the transitional configuration after its
+    own (evs) ends in another state by design (nothing is granted there, say), like its component's."""
 
     record: Callable[[str, str, str], None] = staticmethod(lambda view, member, digest: None)
     group: Any
@@ -45,7 +47,9 @@ class _Recording:
 
     def settled_view(self, view: ViewChange) -> None:
         super().settled_view(view)  # type: ignore[misc]
-        self.record(view.view, self.group.member_id, _digest(self.snapshot()))
+        current = self.group.view
+        if current is not None and current.view == view.view:
+            self.record(view.view, self.group.member_id, _digest(self.snapshot()))
 
 
 class Workload:
@@ -73,6 +77,10 @@ class Workload:
 
     def begin(self, run: _Run) -> None:
         """The first members have joined: a workload with actors of its own starts them."""
+
+    async def after(self, run: _Run, tools: list[Any]) -> list[Any]:
+        """After the load, before the check: a workload's own epilogue (the tools to check)."""
+        return tools
 
     def stop_load(self) -> None:
         """The end: the load stops (the members' own is cancelled by the run)."""

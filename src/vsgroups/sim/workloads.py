@@ -33,6 +33,7 @@ from ..errors import VsgroupsError
 from ..tools import Cohort, LockService, ReplicatedDict, Split, Token, Watch
 from .aio import SimNetwork, SimNode, VirtualLoop, run
 from .client_workloads import ClientWorkload, DiffusionWorkload, NewsWorkload
+from .recovery_workload import RecoveryWorkload
 from .workload_base import CONFIG, FINAL_LIMIT, Problems, Workload, _digest, _Recording
 
 
@@ -405,7 +406,7 @@ class SplitWorkload(CohortWorkload):
 WORKLOADS: dict[str, type[Workload]] = {
     "cohort": CohortWorkload, "dict": DictWorkload, "lock": LockWorkload, "split": SplitWorkload,
     "token": TokenWorkload, "watch": WatchWorkload, "client": ClientWorkload,
-    "diffusion": DiffusionWorkload, "news": NewsWorkload,
+    "diffusion": DiffusionWorkload, "news": NewsWorkload, "recovery": RecoveryWorkload,
 }
 
 
@@ -615,7 +616,7 @@ def run_workload(spec: WorkloadSpec, trace_dir: str | Path | None = None) -> Wor
             sim = _Run(spec, loop, traces, outcome, problems)
             await sim.start()
             await sim.faults()
-            tools = await sim.finish()
+            tools = await sim.workload.after(sim, await sim.finish())
             sim.workload.check(tools)
             await sim.workload.close()
             for member in sim.members.values():

@@ -5,10 +5,11 @@ from .cohort import Cohort
 from .dict import ReplicatedDict
 from .lock import Grant, LockLost, LockService
 from .news import Board, Posting, Reader
+from .recovery_manager import RecoveryManager
 from .replicated import MemberState, Replicated
 from .split import Split
 from .token import Token
 from .watch import Watch
 
 __all__ = ["Board", "Cohort", "Grant", "LockLost", "LockService", "MemberState", "Posting", "Reader",
-           "Replicated", "ReplicatedDict", "Split", "Token", "Watch"]
+           "RecoveryManager", "Replicated", "ReplicatedDict", "Split", "Token", "Watch"]

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..api import Node, ViewChange
 from ..errors import VsgroupsError
-from .replicated import Replicated
+from .replicated import MemberState, Replicated
 
 
 class LockLost(VsgroupsError):
@@ -138,7 +138,10 @@ class LockService(Replicated):
         for queue in self.queues.values():
             queue[:] = [r for r in queue if r[1] in members]  # a holder's failure releases its grants
         self.released = {rid for rid in self.released if rid.rpartition("/")[0] in members}
-        self.granting = view.primary
+        # a reconciliation may end after its configuration did, in the transitional one that
+        # follows it (the lock workload's seed 8 of evs): grants only while it is still current
+        current = self.group.view
+        self.granting = view.primary and current is not None and current.view == view.view
         if not view.primary:
             for queue in self.queues.values():
                 for request in queue:
@@ -213,6 +216,16 @@ class LockService(Replicated):
                 resource, shared = self._wanted[rid]
                 task = asyncio.get_running_loop().create_task(self.submit(["acquire", resource, rid, shared]))
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def reconcile(self, states: list[MemberState]) -> Any:
+        """The primary component's queues, with the highest fencing number any member reached: the
+        members that delivered a grant in the primary configuration itself hold a higher number than
+        one that delivered its request only in the transitional configuration after it (where
+        nothing is granted), and that number may be in use — it must never be granted again (the
+        lock workload's seed 104 of evs)."""
+        chosen = dict(super().reconcile(states))
+        chosen["fence"] = max(s.state["fence"] for s in states)
+        return chosen
 
     def snapshot(self) -> Any:
         return {"fence": self.fence, "queues": self.queues, "released": sorted(self.released)}
