@@ -745,8 +745,12 @@ class Node:
                                                            domain=handle.domain))
         else:
             first_seed = self.seeds[:1] in ([], [self.address])
-            self._join_core(group, found if found is not None else self.found if self.found is not None
-                            else first_seed)
+            # a process that was in the group before founds it again only if this call says so: the
+            # node's default is for a first join (one that left and comes back while the group
+            # runs elsewhere, unheard, must not found a second one)
+            first_join = group not in self._core.spent
+            default = (self.found if self.found is not None else first_seed) and first_join
+            self._join_core(group, found if found is not None else default)
             if refound:  # in the file of the identity that joins (a rejoin has one of its own)
                 assert self._trace is not None
                 self._trace.rejoined.get(group, self._trace).write("refound", g=group)
