@@ -682,7 +682,7 @@ class Node:
     async def join(
         self, group: str, replica: Replica | None = None, timeout: float | None = JOIN_TIMEOUT,
         model: str = "vs", events: bool = False, domain: str | None = None, found: bool | None = None,
-        refound: bool = False,
+        refound: bool = False, seeds: Iterable[str] = (),
     ) -> Group:
         """Join ``group`` and return once this process is a member (with the state, if any).
 
@@ -702,6 +702,9 @@ class Node:
         ``found``, or being the first seed); a tool that creates groups on the fly says so per group.
         ``refound=True``: the group failed totally and this process founds it again (the recovery
         manager decided so): it may found it, and its trace says the group begins anew.
+
+        ``seeds``: addresses of members of the group to ask, besides the node's seeds (a tool that
+        knows where a group runs says so: ``tools.Hierarchy`` for its subgroups).
 
         ``domain``: the causality domain of the group at this node (``set_default_domain``): causal
         order holds across the groups of one domain, and groups of different domains never wait
@@ -750,7 +753,7 @@ class Node:
             # runs elsewhere, unheard, must not found a second one)
             first_join = group not in self._core.spent
             default = (self.found if self.found is not None else first_seed) and first_join
-            self._join_core(group, found if found is not None else default)
+            self._join_core(group, found if found is not None else default, also=seeds)
             if refound:  # in the file of the identity that joins (a rejoin has one of its own)
                 assert self._trace is not None
                 self._trace.rejoined.get(group, self._trace).write("refound", g=group)

@@ -261,25 +261,27 @@ class Client:
         self._ticker = self._loop.create_task(self._tick_loop())
 
     async def bind(self, group: str, timeout: float | None = BIND_TIMEOUT, events: bool = False,
-                   history: int = 0) -> ClientGroup:
+                   history: int = 0, seeds: Iterable[str] | None = None) -> ClientGroup:
         """Become a client of ``group``; returns once a member serves this client. ``events=True``
         records the group's diffusions from the bind for the first ``diffusions()`` stream, which then
         begins with the last ``history`` diffusions before the bind (as many as the members still
         hold, up to ``served.DIFFUSION_HISTORY``): a subscriber's replay, with no gap and no duplicate
-        between it and what follows."""
+        between it and what follows. ``seeds``: addresses of the group's members to ask instead of
+        the client's seeds (a group that runs on some of the nodes only: ``tools.HierarchyClient``)."""
         if self._transport is None:
             raise RuntimeError("start the client first (async with Client(...))")
         if group in self.groups:
             raise ValueError(f"this client is already bound to group {group!r}")
         handle = self.groups[group] = ClientGroup(self, group, events)
-        self._call(lambda core, now: core.bind(group, self.seeds, now, history))
+        asked = list(seeds) if seeds is not None else self.seeds
+        self._call(lambda core, now: core.bind(group, asked, now, history))
         try:
             async with asyncio.timeout(timeout):
                 await handle._bound.wait()
         except TimeoutError:
             await handle.unbind()
             raise TimeoutError(f"no member of group {group!r} served client {self.pid} within {timeout}s "
-                               f"(seeds {', '.join(self.seeds)})") from None
+                               f"(seeds {', '.join(asked)})") from None
         handle._check()
         return handle
 

@@ -25,8 +25,11 @@ delivered, and the sender waits for them.
   grows, so a steady stream of deliveries elsewhere cannot starve a cast.
 * A view change of a group a barrier waits for ends the wait once every member of the new view has
   acknowledged in it: virtual synchrony made each deliver the old view's messages before installing
-  the new one. A member that left the group, or was excluded from it, stops waiting for it: it is
-  failed in its last view there, and chains it starts from its deliveries in that view oblige no one.
+  the new one. A joiner acknowledges so only once its state is here: until then it holds back the
+  deliveries of the views installed meanwhile, so a barrier waits for it even in a view where
+  nothing was delivered yet. A member that left the group, or was excluded from it, stops waiting
+  for it: it is failed in its last view there, and chains it starts from its deliveries in that
+  view oblige no one.
 * A member that leaves a group delivers that view's final set only as the leave completes, after
   the others installed the next view: a chain that left through one of them may reach the leaver
   first. So from its leave request until the leave completes, it delivers nothing in the domain's
@@ -105,7 +108,9 @@ def _need(other: GroupEngine) -> tuple[GroupEngine, str, list[int]] | None:
         return None
     need = stream.delivered.copy()
     need[stream.me] = stream.seq
-    if not any(need) or other.data.confirmed == (stream.view, need):
+    # nothing delivered in this view yet, but a member that has not acknowledged in it with the
+    # state (a joiner still waiting for it) may not have delivered the previous view's messages
+    if (not any(need) and all(stream.heard)) or other.data.confirmed == (stream.view, need):
         return None
     return other, stream.view, need
 
@@ -121,7 +126,7 @@ def _met(domain: Domain, other: GroupEngine, view: str, need: list[int]) -> bool
             return True
         other.data.ack_dirty = True
         return False
-    if not stream.delivered_everywhere(need):
+    if not all(stream.heard) or not stream.delivered_everywhere(need):
         return False
     other.data.confirmed = (view, need)
     return True

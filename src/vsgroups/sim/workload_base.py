@@ -58,6 +58,7 @@ class Workload:
     tool: type[Any]
     broken: type[Any]
     models: tuple[str, ...] = MODELS  # the group models it runs in
+    nodes = (3, 5)  # how many nodes a run starts with, at least and at most
 
     def __init__(self, broken: bool, problems: Problems) -> None:
         self.cls = self.broken if broken else self.tool

@@ -33,6 +33,7 @@ from ..errors import VsgroupsError
 from ..tools import Cohort, LockService, ReplicatedDict, Split, Token, Watch
 from .aio import SimNetwork, SimNode, VirtualLoop, run
 from .client_workloads import ClientWorkload, DiffusionWorkload, NewsWorkload
+from .hierarchy_workload import HierarchyWorkload
 from .recovery_workload import RecoveryWorkload
 from .workload_base import CONFIG, FINAL_LIMIT, Problems, Workload, _digest, _Recording
 
@@ -407,6 +408,7 @@ WORKLOADS: dict[str, type[Workload]] = {
     "cohort": CohortWorkload, "dict": DictWorkload, "lock": LockWorkload, "split": SplitWorkload,
     "token": TokenWorkload, "watch": WatchWorkload, "client": ClientWorkload,
     "diffusion": DiffusionWorkload, "news": NewsWorkload, "recovery": RecoveryWorkload,
+    "hierarchy": HierarchyWorkload,
 }
 
 
@@ -445,7 +447,7 @@ class _Run:
         return node
 
     async def start(self) -> None:
-        for _ in range(self.rng.randint(3, 5)):
+        for _ in range(self.rng.randint(*self.workload.nodes)):
             self.names += 1
             name = f"n{self.names}"
             node = self._node(name)
@@ -505,8 +507,14 @@ class _Run:
 
     async def fault_crash(self) -> None:
         member = self._take_out(self.down)
-        if member is None:
-            return
+        if member is not None:
+            await self.crash(member)
+
+    async def crash(self, member: _Member) -> None:
+        """Crash ``member``; it restarts a moment later as a new incarnation."""
+        self.down.add(member.name)
+        if member.client is not None:
+            member.client.cancel()
         await member.node.abort()
         self.loop.call_later(self.rng.uniform(0.5, 1.5), self._spawn, self._restart(member))
 
