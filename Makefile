@@ -1,11 +1,12 @@
 PYTHON ?= .venv/bin/python
 # `make soak SEEDS=20000..29999` sweeps another range, `MODELS=evs` one model; JOBS defaults to
 # every core. TOOLS are the toolkit workloads swept too, over TOOL_SEEDS, in every model; VS_TOOLS
-# (the group structures that exist in vs only: clients, diffusion groups, news) in vs.
+# (the group structures that exist in vs only: clients, diffusion groups, news, the recovery
+# manager, hierarchical groups) in vs.
 SEEDS ?= 0..9999
 MODELS ?= vs evs
 TOOLS ?= dict lock token watch cohort split
-VS_TOOLS ?= client diffusion news recovery
+VS_TOOLS ?= client diffusion news recovery hierarchy
 TOOL_SEEDS ?= 0..1999
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 

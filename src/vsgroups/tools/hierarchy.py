@@ -336,8 +336,9 @@ class Hierarchy:
         return self.root.snapshot()
 
     async def leave(self) -> None:
-        """Leave the subgroup (its other members keep the shard), then the root. The last member of
-        a shard that leaves makes it unavailable: its items go with it."""
+        """Leave the subgroup (its other members keep the shard) and the root; returns once the root
+        installed a view without this member. The last member of a shard that leaves makes it
+        unavailable: its items go with it."""
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -374,7 +375,7 @@ class Hierarchy:
                 if self._holds_state() and me in shard.joining:
                     await root.submit(["holds", self.shard, shard.generation, me])
                 return
-            if placed is None and current and shard.founded and self._holds_state():
+            if placed is None and current and shard.founded and self._in_subgroup():
                 # the root dropped us (we rejoined it under a fresh id): our copy is the shard's
                 await root.submit(["reclaim", me, self.node.address, self.shard, shard.generation])
                 return
@@ -393,6 +394,13 @@ class Hierarchy:
         joined = self._joining
         return joined is not None and joined.done() and not joined.cancelled() and joined.exception() is None
 
+    def _in_subgroup(self) -> bool:
+        """Do we hold the subgroup's items now (not rejoining it after an exclusion, with a stale
+        copy)?"""
+        handle = self.node.groups.get(self.subgroup) if self.subgroup is not None else None
+        return self._holds_state() and handle is not None and handle.view is not None and \
+            handle.member_id in handle.view.members
+
     def _join_failed(self) -> bool:
         joined = self._joining
         if joined is None or not joined.done() or self._holds_state():
@@ -408,12 +416,16 @@ class Hierarchy:
         self.shard, self.subgroup = index, name
         self.served = items = _Items(self.node, name)
         holders = [self.root.addresses[m] for m in shard.members if m in self.root.addresses]
+        # a causality domain of its own: nothing in the hierarchy relies on causal order across its
+        # groups, and a subgroup that blocks (or a leave of it that cannot complete) must not hold
+        # up the root or the node's other groups (docs/guide/domains.md)
         self._joining = asyncio.get_running_loop().create_task(
-            self.node.join(name, items, timeout=None, found=founder, seeds=holders))
+            self.node.join(name, items, timeout=None, found=founder, seeds=holders, domain=name))
         self._joining.add_done_callback(_quiet)
 
     async def _drop(self) -> None:
-        """Stop serving the subgroup (the join is called off if it is still under way)."""
+        """Stop serving the subgroup: call the join off if it is still under way, else leave — in
+        the background, since a subgroup that lost its quorum cannot complete a leave (vs)."""
         joining, name = self._joining, self.subgroup
         self.shard = self.subgroup = self.served = self._joining = None
         if joining is not None and not joining.done():
@@ -421,9 +433,8 @@ class Hierarchy:
             with contextlib.suppress(asyncio.CancelledError, VsgroupsError):
                 await joining
         handle = self.node.groups.get(name) if name is not None else None
-        if handle is not None:
-            with contextlib.suppress(VsgroupsError):
-                await handle.leave()
+        if handle is not None and handle.active:
+            asyncio.get_running_loop().create_task(handle.leave()).add_done_callback(_quiet)
 
 
 class HierarchyClient:
