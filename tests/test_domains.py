@@ -91,3 +91,31 @@ def test_the_relay_waits_for_acknowledgements_not_for_a_view_change(tmp_path: Pa
     went_through, seen = chain(tmp_path)
     assert all(("g3", b"m3") in seen[name] for name in ("c", "d"))
     assert all(len(ids) == 1 for ids in went_through.values()), went_through
+
+
+def test_a_barrier_waits_for_a_joiner_without_its_state_even_before_a_delivery_in_its_view() -> None:
+    """Member a sent m1 in group g (view 2, members a and j), then g installed view 3 with a and the
+    joiner j, which still waits for its state: it holds m1 back, undelivered, until the state comes.
+    Nothing was delivered in view 3 yet, but a cast of a in another group of the domain must still
+    wait for j's acknowledgement in view 3 with the state, or it could reach j before m1 does
+    (found by the hierarchy workload, when its subgroups shared the root's domain)."""
+    from types import SimpleNamespace
+
+    from vsgroups.core.domains import Domain, _met, _need
+    from vsgroups.core.stream import ViewStream
+
+    class Engine:  # what the rule reads of a group's engine
+        def __init__(self, stream: ViewStream) -> None:
+            self.stream, self.is_member = stream, True
+            self.data = SimpleNamespace(confirmed=None, ack_dirty=False)
+
+    stream = ViewStream("g", "3.3.a#1", ("a#1", "j#1"), "a#1")
+    engine = Engine(stream)
+    domain = Domain("default", groups={engine: None})  # type: ignore[dict-item]
+    need = _need(engine)  # type: ignore[arg-type]
+    assert need is not None, "nothing to wait for: j's view-2 deliveries are taken for done"
+    assert not _met(domain, *need)
+    stream.on_ack("j#1", [0, 0], 0, delivered=[])  # j acknowledges, still without the state
+    assert not _met(domain, *need)
+    stream.on_ack("j#1", [0, 0], 0, delivered=[0, 0])  # the state is there: m1 was delivered first
+    assert _met(domain, *need) and _need(engine) is None  # type: ignore[arg-type]
