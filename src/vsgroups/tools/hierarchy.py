@@ -16,10 +16,11 @@ root member makes them at the same point:
 
 * ``place``: a member without a shard gets the available shard with the fewest members (the lowest
   index on a tie). The first member placed in a shard that was never founded is its *founder*: it
-  alone may found the subgroup, then says so (``founded``). The others placed there join only once
-  the shard is founded. A founder that leaves the root's view before its ``founded`` is delivered
-  takes its generation with it: the shard's next member founds generation ``g + 1`` (nothing was
-  ever served by the old one — a client is bound to a shard only once it is founded).
+  alone may found the subgroup, then says so (``holds``, as every member does once it holds the
+  items). The others placed there join only once the shard is founded. A founder that leaves the
+  root's view before its ``holds`` is delivered takes its generation with it: the shard's next
+  member founds generation ``g + 1`` (nothing was ever served by the old one — a client is bound
+  to a shard only once it is founded).
 * A founded shard whose members have all left the root's view is *unavailable*, never founded
   again: its members may be alive on the other side of a partition and still serve it, and a
   second copy would let the item's history fork. If one of them comes back (it was cut off and
@@ -123,11 +124,13 @@ class _Root(Replicated):
     def apply_op(self, op: Any, sender: str) -> Any:
         kind = op[0]
         result: Any = None
+        changed = True
         if kind == "place":
             _, member, address = op
             result = self.placement(member)
             open_ = [i for i, s in enumerate(self.shards) if not s.unavailable]
-            if result is None and open_:
+            changed = result is None and bool(open_)
+            if changed:
                 result = min(open_, key=lambda i: (self.shards[i].size(), i))
                 self.shards[result].joining.append(member)
                 self.addresses[member] = address
@@ -136,6 +139,7 @@ class _Root(Replicated):
             shard = self.shards[index]
             result = shard.generation == generation and member in shard.joining and \
                 (shard.founded or shard.founder() == member)
+            changed = result
             if result:
                 shard.joining.remove(member)
                 shard.members.append(member)
@@ -143,7 +147,8 @@ class _Root(Replicated):
         elif kind == "reclaim":  # a holder the root dropped came back, with the shard's items
             _, member, address, index, generation = op
             shard = self.shards[index]
-            result = shard.founded and shard.generation == generation and self.placement(member) is None
+            result = changed = shard.founded and shard.generation == generation and \
+                self.placement(member) is None
             if result:
                 shard.members.append(member)
                 shard.unavailable = False
@@ -152,7 +157,8 @@ class _Root(Replicated):
             self.casts.append(op[1])
         else:
             raise ValueError(f"unknown placement operation {kind!r}")
-        self._changed()
+        if changed:  # (an operation that changed nothing must not wake the loops that submit them)
+            self._changed()
         return result
 
     def ended(self, reason: Exception) -> None:
