@@ -93,7 +93,7 @@ def test_restarting_from_a_process_that_failed_earlier_would_roll_the_group_back
         answered = frozenset(n for n, v in views.items() if v is not None)
         return recovery.LastToFail(True, answered, frozenset(), None)
 
-    original = RecoveryManager.last_to_fail
+    original = RecoveryManager.__dict__["last_to_fail"]  # the staticmethod itself, not what it gives
     try:
         RecoveryManager.last_to_fail = staticmethod(impatient)  # type: ignore[assignment]
         test_after_a_total_failure_the_group_restarts_from_the_last_to_fail(tmp_path)
@@ -102,7 +102,7 @@ def test_restarting_from_a_process_that_failed_earlier_would_roll_the_group_back
     else:
         raise AssertionError("restarting without the processes that failed last went unnoticed")
     finally:
-        RecoveryManager.last_to_fail = original  # type: ignore[method-assign]
+        RecoveryManager.last_to_fail = original
 
 
 def test_a_member_that_restarts_while_the_group_lives_just_rejoins(tmp_path: Path) -> None:
