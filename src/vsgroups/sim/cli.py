@@ -9,6 +9,7 @@ a seed does not depend on which worker ran it, or on how many there are.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import multiprocessing
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..traceview import render
+from . import scale
 from .scenario import FAULTS, MODELS, Outcome, Spec, run
 from .timeline import timeline
 from .workloads import WORKLOADS, WorkloadOutcome, WorkloadSpec, run_workload
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--seed", type=int, help="run the scenario of this seed")
     which.add_argument("--seeds", type=_seed_range, metavar="A..B", help="sweep seeds A to B inclusive")
+    which.add_argument("--scale", type=_sizes, metavar="N,N,...",
+                       help="the scaling report: one group per size under a fixed total-order and safe load, "
+                            "then a crash; what grows with the group (docs/benchmarks.md)")
+    parser.add_argument("--json", action="store_true", help="with --scale: the rows as JSON")
     parser.add_argument("--nodes", type=int, help="processes at the start (default: 5-7, from the seed)")
     parser.add_argument("--faults", type=_faults, default=FAULTS,
                         help=f"comma-separated fault kinds, or 'none' (default: {','.join(FAULTS)})")
@@ -68,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                              "tool's, without it a core that ignores causality across groups")
     args = parser.parse_args(argv)
     _quiet()
+    if args.scale is not None:
+        return _scale(args.scale, args.json)
     if args.workload is not None:
         return _workloads(args)
     try:
@@ -195,6 +203,31 @@ def _sweep(jobs: list[_Job], workers: int) -> int:
         for line in result.timeline:
             print(f"  {line}")
     return 1 if failed else 0
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"group sizes are comma-separated numbers, not {text!r}") from None
+    if any(n < 2 for n in sizes):
+        raise argparse.ArgumentTypeError(f"a group to measure has at least 2 members: {text!r}")
+    return sizes
+
+
+def _scale(sizes: list[int], as_json: bool) -> int:
+    """``--scale``: one row per size (``sim.scale``), printed as it is measured."""
+    rows = []
+    if not as_json:
+        print(scale.HEADER, flush=True)
+    for n in sizes:
+        row = scale.measure(n)
+        rows.append(row)
+        if not as_json:
+            print(row.line(), flush=True)
+    if as_json:
+        print(json.dumps(scale.as_json(rows), indent=2))
+    return 0
 
 
 def _workloads(args: argparse.Namespace) -> int:
