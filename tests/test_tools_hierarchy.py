@@ -168,3 +168,27 @@ def test_a_clients_key_must_be_a_string() -> None:
             await kv.get(17)  # type: ignore[arg-type]
 
     run(main)
+
+
+def test_a_malformed_request_is_dropped_and_the_hierarchy_goes_on() -> None:
+    from vsgroups.client import NoReply
+
+    async def main(loop: VirtualLoop) -> list[Any]:
+        net, nodes, members = await start(loop, 2)
+        kv = await client(net, nodes)
+        await kv.set("a", 1)
+        raw = kv.client
+        answers: list[Any] = []
+        for group, payload in (("kv", ["locate", "zero"]), ("kv", "locate"),
+                               (f"kv/{shard_of('a', 2)}.0", ["set", "a"]),
+                               (f"kv/{shard_of('a', 2)}.0", ["frob", "a", 2])):
+            handle = raw.groups.get(group) or await raw.bind(group)
+            try:
+                answers.append(await handle.request(payload, timeout=2.0))
+            except NoReply:
+                answers.append("no reply")
+        answers.append(await kv.get("a"))
+        answers.append(sorted(item for m in members for item in m.items.items()))
+        return answers
+
+    assert run(main) == ["no reply"] * 4 + [1, [("a", 1)]]

@@ -195,8 +195,12 @@ class _Root(Replicated):
         if msg.kind != "client":
             super().apply(msg)
             return
-        index = msg.payload[1]  # a client's lookup: ["locate", index]
-        if self.group.serves(msg) and 0 <= index < len(self.shards):
+        index = _request(msg.payload, ("locate",), int)  # a client's lookup: ["locate", index]
+        if index is None or not 0 <= index < len(self.shards):
+            log.warning("hierarchy %s: dropped a malformed lookup from client %s: %r", self.name, msg.client,
+                        msg.payload)
+            return
+        if self.group.serves(msg):
             shard = self.shards[index]
             answer = [len(self.shards), shard.generation, shard.founded, shard.unavailable,
                       [self.addresses[m] for m in shard.members if m in self.addresses]]
@@ -232,7 +236,12 @@ class _Items(Replica):
 
     def apply(self, msg: Delivery) -> None:
         if msg.kind == "client" and msg.client is not None:
-            op, key = msg.payload[0], msg.payload[1]
+            key = _request(msg.payload, ("get", "set", "delete"), str)
+            if key is None:
+                log.warning("hierarchy %s: dropped a malformed request from client %s: %r", self.name,
+                            msg.client, msg.payload)
+                return
+            op = msg.payload[0]
             if op == "set":
                 self.items[key] = msg.payload[2]
             elif op == "delete":
@@ -548,6 +557,15 @@ class HierarchyClient:
                 raise ShardUnavailable(f"every member of shard {index} of hierarchy {self.name!r} left: "
                                        f"its items are unavailable (gone if none comes back)")
             return list(answer)
+
+
+def _request(payload: Any, kinds: tuple[str, ...], argument: type) -> Any:
+    """The argument of a client's request ``[kind, argument, ...]``, or None if it is malformed (every
+    member finds it so alike, and drops it)."""
+    if isinstance(payload, list) and len(payload) in (2, 3) and payload[0] in kinds and \
+            isinstance(payload[1], argument) and (len(payload) == 3) == (payload[0] == "set"):
+        return payload[1]
+    return None
 
 
 def _quiet(task: asyncio.Task[Any]) -> None:
