@@ -9,24 +9,10 @@ from typing import Any
 
 import pytest
 
-import vsgroups
 from vsgroups.sim.aio import SimNetwork, SimNode, VirtualLoop, run
+from vsgroups.sim.recovery_workload import Total
 from vsgroups.tools import RecoveryManager
 from vsgroups.tools.recovery_manager import MEETING_WAIT
-
-
-class Total(vsgroups.Replica):
-    def __init__(self) -> None:
-        self.total = 0
-
-    def apply(self, msg: vsgroups.Delivery) -> None:
-        self.total += msg.payload
-
-    def get_state(self) -> Any:
-        return self.total
-
-    def set_state(self, state: Any) -> None:
-        self.total = state
 
 
 async def start(net: SimNetwork, names: list[str], root: Path, addresses: dict[str, str],

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from .workloads import _Run
 
 
-class _Total(Replica):
+class Total(Replica):
+    """The managed state of the runs (and of the recovery manager's tests): a sum of the casts."""
+
     def __init__(self) -> None:
         self.total = 0
 
@@ -53,7 +55,7 @@ class _Managed(RecoveryManager):
 
     def snapshot(self) -> Any:
         replica = self.replica
-        assert isinstance(replica, _Total)
+        assert isinstance(replica, Total)
         return [self.number, replica.total]
 
     async def leave(self) -> None:
@@ -83,7 +85,7 @@ class RecoveryWorkload(Workload):
     async def join(self, node: SimNode, model: str) -> Any:
         # each member's disk, among the run's traces (a temporary directory unless kept)
         disk = Path(node.trace_dir or ".") / "disks" / node.name
-        return await self.cls.join(node, "tool", _Total(), disk, model=model)
+        return await self.cls.join(node, "tool", Total(), disk, model=model)
 
     async def operate(self, tool: Any, rng: random.Random) -> None:
         if rng.random() < 0.1:
