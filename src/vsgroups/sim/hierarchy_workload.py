@@ -204,13 +204,14 @@ class HierarchyWorkload(Workload):
         blocked = self._blocked(tools)
         placing = any(s.joining for i, s in enumerate(shards)
                       if not s.unavailable and s.subgroup(NAME, i) not in blocked)
-        return not placing and all(len(set(held.values())) <= 1 for held in self._held(tools).values())
+        return not placing and all(len(set(held.values())) <= 1
+                                   for held in self._held(tools, blocked).values())
 
-    def _held(self, tools: list[Any]) -> dict[str, dict[str, str]]:
+    @staticmethod
+    def _held(tools: list[Any], blocked: set[str]) -> dict[str, dict[str, str]]:
         """subgroup: {member: its items}, of the members the root records as holding a shard (less
-        the blocked subgroups)."""
+        the ``blocked`` subgroups)."""
         shards = tools[0].shards if tools else []
-        blocked = self._blocked(tools)
         held: dict[str, dict[str, str]] = {}
         for tool in tools:
             if tool.shard is not None and tool.group.member_id in shards[tool.shard].members and \
@@ -253,7 +254,7 @@ class HierarchyWorkload(Workload):
         for index, shard in enumerate(tools[0].shards if tools else []):
             if shard.joining and shard.subgroup(NAME, index) not in blocked:
                 self.problems.add(f"members placed in shard {index} never came to hold it: {shard.joining}")
-        for subgroup, held in sorted(self._held(tools).items()):
+        for subgroup, held in sorted(self._held(tools, blocked).items()):
             if len(set(held.values())) > 1:
                 self.problems.add(f"the members of {subgroup} end with different items: {held}")
 

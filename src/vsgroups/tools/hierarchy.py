@@ -262,12 +262,16 @@ class _Items(Replica):
         self.pending = {k: r for k, r in self.pending.items() if k[0] != client}
 
     def _serves(self, client: str) -> bool:
-        return self.group.serves(Delivery(self.name, "", "", "total", "", None, "client", client))
+        return self.group.serves(self._stand_in(client))
+
+    def _stand_in(self, client: str, request: int = 0) -> Delivery:
+        """What ``Group.serves`` and ``Group.reply`` read of a client's request: whose, and which."""
+        return Delivery(self.name, "", "", "total", "", None, "client", client, request)
 
     def _answer(self, client: str, request: int, result: Any) -> None:
         group = self.group  # the handle: the node may have left the subgroup when the task runs
-        msg = Delivery(self.name, "", "", "total", "", None, "client", client, request)
-        task = asyncio.get_running_loop().create_task(group.reply(msg, result, multicast=True))
+        task = asyncio.get_running_loop().create_task(
+            group.reply(self._stand_in(client, request), result, multicast=True))
         task.add_done_callback(_quiet)
 
     def get_state(self) -> Any:
