@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vsgroups.core.stream import ViewStream
+from vsgroups.core.stream import ALL_TO_ALL, ViewStream
 from vsgroups.core.wire import CAUSAL, FIFO, SAFE, TOTAL, Msg
 
 GROUP = "g"
@@ -302,13 +304,16 @@ def test_safe_message_not_collected_while_waiting_for_its_number_to_be_stable() 
     assert net.step(2) == [s.mid]
 
 
+@pytest.mark.parametrize("n", [3, ALL_TO_ALL + 2])
 @FAST
-@given(st.data())
-def test_total_order_is_the_same_at_every_member_whatever_the_interleaving(data: st.DataObject) -> None:
+@given(data=st.data())
+def test_total_order_is_the_same_at_every_member_whatever_the_interleaving(
+        n: int, data: st.DataObject) -> None:
     """1987b §3.2, 1994 spec 6, design §4: members that deliver the same total messages deliver them
     in the same order; every delivery sequence is causal and gap-free; a safe message is delivered
-    only when every member holds it and its number; in the end everything is delivered and collected."""
-    sim = Sim(data, evs=False)
+    only when every member holds it and its number; in the end everything is delivered and collected.
+    With more than ALL_TO_ALL members, through the aggregator's announcements (design §2)."""
+    sim = Sim(data, evs=False, n=n)
     sim.run()
     sim.check()
 
@@ -389,6 +394,84 @@ def test_gap_learnt_from_an_acknowledgement_is_repaired_from_a_holder_byte_for_b
     assert raw == a.raw
     assert net.st[2].receive(Msg.decode(raw))
     assert net.st[2].gaps() == [] and net.step(2) == [a.mid]
+
+
+# -- star views: acknowledgements through the aggregator ---------------------------------------------
+
+
+def test_star_view_is_stable_only_through_the_aggregators_announcement() -> None:
+    """design §2: with more than ALL_TO_ALL members, members acknowledge to the aggregator (member
+    0) only; a member counts a message stable when the aggregator announces that every member
+    acknowledged it, not before, and a safe message waits for that."""
+    n = ALL_TO_ALL + 2
+    net = Net(n, evs=True)
+    assert all(s.star for s in net.st)
+    assert [s.aggregates for s in net.st] == [True] + [False] * (n - 1)
+    m = net.cast(2, SAFE)
+    for j in range(n):
+        if j != 2:
+            net.give(j, m)
+    for i in range(1, n - 1):  # every member but the last acknowledges
+        net.ack(i, 0)
+    net.st[1].on_announcement(net.st[0].announcement(False))
+    assert net.st[1].stable[2] == 0 and net.step(1) == [] and 1 in net.st[1].held[2]
+    net.ack(n - 1, 0)
+    net.st[1].on_announcement(net.st[0].announcement(False))
+    assert net.st[1].stable[2] == 1 and net.step(1) == [m.mid]
+    assert net.st[1].held[2] == {}  # stable and delivered here: collected
+
+
+@FAST
+@given(st.lists(st.tuples(st.integers(1, 7), st.lists(st.integers(0, 6), min_size=8, max_size=8)),
+                max_size=60))
+def test_aggregator_keeps_stability_incrementally_equal_to_the_minimum_of_the_matrix(
+        acks: list[tuple[int, list[int]]]) -> None:
+    """design §2: the aggregator counts, per sender, the members at the minimum acknowledgement and
+    scans a column only when the last of them moves up; the result is always the column minimum."""
+    net = Net(8)
+    s = net.st[0]
+    for i in range(8):  # the aggregator holds six messages of every sender: its own row is all 6
+        msgs = [net.cast(i) for _ in range(6)]
+        if i:
+            net.give(0, *msgs)
+    s.refresh_stable()
+    assert s.acked == [6] * 8
+    for j, row in acks:
+        s.on_ack(net.members[j], row, 0)
+        s.refresh_stable()
+        assert s.stable == [min(col) for col in zip(*s.acks, strict=True)]
+
+
+def test_star_member_learns_a_gap_from_the_announcement_and_asks_the_sender_then_the_aggregator() -> None:
+    """design §2: in a star view a member hears only the aggregator's summary of the others'
+    acknowledgements: the highest sequence some member holds tells it of a message it missed,
+    which it asks of the sender (which holds it until it is stable) and of the aggregator in turn."""
+    n = ALL_TO_ALL + 2
+    net = Net(n)
+    m = net.cast(3)
+    net.give(0, m)
+    net.st[0].refresh_acked()
+    net.st[1].on_announcement(net.st[0].announcement(False))
+    assert net.st[1].gaps() == [3]
+    assert [net.st[1].holder_of(3, 1, tries) for tries in range(3)] == [3, 0, 3]
+    [raw] = net.st[0].retransmit(3, 1, 1)
+    assert net.st[1].receive(Msg.decode(raw)) and net.step(1) == [m.mid]
+
+
+def test_evs_star_member_is_released_by_the_clocks_the_aggregator_relays() -> None:
+    """design §2, §4 (evs): in a star view a member never hears the others' acknowledged clocks but
+    from the aggregator's announcement, which relays them (and its own)."""
+    n = ALL_TO_ALL + 2
+    net = Net(n, evs=True)
+    t = net.cast(1, TOTAL)
+    for j in range(n):
+        if j != 1:
+            net.give(j, t)
+    assert net.step(2) == []
+    for i in range(3, n):
+        net.ack(i, 0)
+    net.st[2].on_announcement(net.st[0].announcement(False))
+    assert net.step(2) == [t.mid]
 
 
 # -- numbers and the report --------------------------------------------------------------------------
@@ -494,13 +577,15 @@ def test_evs_safe_message_waits_for_stability() -> None:
     assert net.step(2) == [s.mid]
 
 
+@pytest.mark.parametrize("n", [3, ALL_TO_ALL + 2])
 @FAST
-@given(st.data())
-def test_evs_total_order_is_the_key_order_at_every_member(data: st.DataObject) -> None:
+@given(data=st.data())
+def test_evs_total_order_is_the_key_order_at_every_member(n: int, data: st.DataObject) -> None:
     """1994 spec 6, design §4 (evs): in evs mode every member delivers total messages in the order of the
     key (Lamport time, sender); deliveries are causal and gap-free; safe ones wait for every member
-    to hold them; in the end everything is delivered and collected."""
-    sim = Sim(data, evs=True)
+    to hold them; in the end everything is delivered and collected. With more than ALL_TO_ALL
+    members, the clocks bounding the keys are relayed by the aggregator (design §2)."""
+    sim = Sim(data, evs=True, n=n)
     sim.run()
     sim.check()
     totals = [m for m in sim.sent.values() if m.order >= TOTAL]
@@ -512,13 +597,16 @@ def test_evs_total_order_is_the_key_order_at_every_member(data: st.DataObject) -
 
 
 class Sim:
-    """Three streams and a pool of frames in flight; hypothesis picks casts, which frame arrives next
-    and who acknowledges, then the network is drained until everything is stable."""
+    """``n`` streams and a pool of frames in flight; hypothesis picks casts, which frame arrives next
+    and who acknowledges, then the network is drained until everything is stable. In a star view
+    (more than ALL_TO_ALL members) acknowledgements go to the aggregator, member 0, whose
+    acknowledging is an announcement to the others, and which announces its order notices too."""
 
-    def __init__(self, data: st.DataObject, evs: bool) -> None:
+    def __init__(self, data: st.DataObject, evs: bool, n: int = 3) -> None:
         self.data = data
         self.evs = evs
-        self.net = Net(3, evs=evs)
+        self.net = Net(n, evs=evs)
+        self.star = n > ALL_TO_ALL
         self.flight: list[tuple[str, int, Any]] = []
         self.sent: dict[str, Msg] = {}
 
@@ -527,7 +615,11 @@ class Sim:
         before = len(net.notices)
         delivered = net.step(j)
         for first, mids in net.notices[before:]:
-            self.flight += [("num", k, (first, mids)) for k in range(net.n) if k != j]
+            if self.star:
+                ann = msgspec.structs.replace(net.st[j].announcement(False), first=first, mids=mids)
+                self.flight += [("ann", k, ann) for k in range(net.n) if k != j]
+            else:
+                self.flight += [("num", k, (first, mids)) for k in range(net.n) if k != j]
         for mid in delivered:
             msg = self.sent[mid]
             if msg.order == SAFE:
@@ -544,9 +636,13 @@ class Sim:
 
     def acks(self, i: int) -> None:
         s = self.net.st[i]
+        if self.star and i == 0:
+            ann = s.announcement(False)
+            self.flight += [("ann", k, ann) for k in range(1, self.net.n)]
+            return
         s.refresh_acked()
         item = (i, list(s.acked), s.known, s.clock)
-        self.flight += [("ack", k, item) for k in range(self.net.n) if k != i]
+        self.flight += [("ack", k, item) for k in range(self.net.n) if k != i and not (self.star and k)]
 
     def arrive(self, index: int) -> None:
         kind, j, item = self.flight.pop(index)
@@ -556,6 +652,8 @@ class Sim:
         elif kind == "ack":
             i, acked, known, clock = item
             s.on_ack(self.net.members[i], acked, known, clock)
+        elif kind == "ann":
+            s.on_announcement(item)
         else:
             s.learn_numbers(*item)
         self.progress(j)
@@ -565,11 +663,12 @@ class Sim:
         for _ in range(draw(st.integers(0, 40), label="steps")):
             action = draw(st.integers(0, 9))
             if action < 3:
-                self.cast(draw(st.integers(0, 2)), draw(st.sampled_from([FIFO, CAUSAL, TOTAL, SAFE])))
+                order = draw(st.sampled_from([FIFO, CAUSAL, TOTAL, SAFE]))
+                self.cast(draw(st.integers(0, self.net.n - 1)), order)
             elif action < 8 and self.flight:
                 self.arrive(draw(st.integers(0, len(self.flight) - 1)))
             else:
-                self.acks(draw(st.integers(0, 2)))
+                self.acks(draw(st.integers(0, self.net.n - 1)))
         for _ in range(10):  # drain: everything arrives, then everyone acknowledges
             while self.flight:
                 self.arrive(0)

@@ -12,8 +12,13 @@ of the current view from the engine's inputs and timers:
 * A promise (a view change under way, §5) stops sending and delivering in the view, and freezes
   acknowledgements: what others count as stable must be covered by the report the promise gave.
 * A joiner sends nothing until it holds the state its casts are based on (§7).
+* In a view of more than ``stream.ALL_TO_ALL`` members, acknowledgements go to the aggregator only,
+  which announces stability (``Announcement``) within ``ack_delay`` of a change; a member whose
+  acknowledgement says it waits is answered at once, and asks the aggregator to solicit fresh
+  acknowledgements from every member (one may have been lost).
 * Gaps are repaired by negative acknowledgements to a member that acknowledged holding the
-  missing messages; a gap in the global numbers by a request to the member that knows most.
+  missing messages (in a star view, the sender and the aggregator in turn); a gap in the global
+  numbers by a request to a member that knows more.
 * ``flush`` completes once everything cast here up to the call (sent or still pending) is stable.
 * In a causality domain of several groups, a cast is stamped only once the rule of ``domains``
   allows it; acknowledgements report what a member has delivered, for the others' rule.
@@ -24,10 +29,12 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from . import events as ev
 from .ids import MessageId
 from .stream import ViewStream
-from .wire import ORDERS, Ack, Data, Msg, Nak, Num, NumNak, encode
+from .wire import ORDERS, Ack, Announcement, Data, Msg, Nak, Num, NumNak, encode
 
 if TYPE_CHECKING:
     from .domains import Barrier
@@ -43,7 +50,10 @@ class DataPath:
         self.ack_dirty = False
         self.ack_sent = float("-inf")
         self.acked_back: dict[str, float] = {}
-        self.gap_since: dict[int, float] = {}
+        self.gap_since: dict[int, tuple[float, int]] = {}  # per sender with a gap: (since, requests)
+        self.announced: Announcement | None = None  # the aggregator's latest announcement
+        self.solicited = False  # the aggregator heard a member wait since its last announcement
+        self.numbers_due: list[str] = []  # ...and gave these global numbers since (in order)
         self.num_gap_since: float | None = None
         self.flush_waiters: dict[int, tuple[int, tuple[str, list[int]] | None]] = {}
         self.retransmitted = 0  # messages sent again on request (NAK), for ``vsgroups status``
@@ -70,6 +80,9 @@ class DataPath:
     def new_view(self) -> None:
         self.gap_since.clear()
         self.num_gap_since = None
+        self.announced = None
+        self.solicited = False
+        self.numbers_due = []
 
     def drop_pending(self) -> None:
         self.pending.clear()
@@ -90,17 +103,38 @@ class DataPath:
     def on_ack(self, sender: str, msg: Ack, raw: bytes, now: float) -> None:
         g = self.g
         if g.stream is not None and msg.view == g.view_id:
-            g.stream.on_ack(sender, msg.acked, msg.known, msg.clock, msg.delivered)
+            stream = g.stream
+            stream.on_ack(sender, msg.acked, msg.known, msg.clock, msg.delivered)
+            if stream.star:
+                self.ack_dirty = True  # the announcement may change
+                self.solicited = self.solicited or msg.waiting
             if g.domain.waiting:  # another group's casts may wait for what this says was delivered
                 g.poke_domain()
-            waiting = msg.waiting and now - self.acked_back.get(sender, float("-inf")) >= self.cfg.ack_refresh
-            if waiting and g.change.promised is None:
-                # the sender still waits for stability: our last acknowledgement may have been lost
-                self.acked_back[sender] = now
-                g.host.send_to(sender, self._ack_message())
+            self._answer(sender, msg.waiting, now)
             self.progress(now)
         else:
             g.keep_for_later(msg.view, sender, msg, raw)
+
+    def on_announcement(self, sender: str, msg: Announcement, raw: bytes, now: float) -> None:
+        g = self.g
+        if g.stream is not None and msg.view == g.view_id:
+            if sender != g.stream.members[0]:
+                return
+            g.stream.on_announcement(msg)
+            if g.domain.waiting:
+                g.poke_domain()
+            self._answer(sender, msg.waiting, now)
+            self.progress(now)
+        else:
+            g.keep_for_later(msg.view, sender, msg, raw)
+
+    def _answer(self, sender: str, waiting: bool, now: float) -> None:
+        """``sender`` waits (for stability, or for deliveries): our last word to it may have been
+        lost, so say it again, once per ``ack_refresh``."""
+        if waiting and self.g.change.promised is None \
+                and now - self.acked_back.get(sender, float("-inf")) >= self.cfg.ack_refresh:
+            self.acked_back[sender] = now
+            self.g.host.send_to(sender, self._ack_message(now))
 
     def on_num(self, sender: str, msg: Num, raw: bytes, now: float) -> None:
         g = self.g
@@ -178,7 +212,12 @@ class DataPath:
             self.ack_dirty = True  # what a member delivered counts for the others' causality domains
         for msg in delivered:
             self.deliver(msg)
-        if numbered:
+        if numbered and stream.star:
+            # with the next announcement, at once if none went within ack_delay: a lone cast is
+            # ordered without delay, while a stream of them shares announcements
+            self.numbers_due += numbered
+            self.ack_dirty = True
+        elif numbered:
             first = stream.known - len(numbered) + 1  # the sequencer numbers consecutively
             self.broadcast(encode(Num(self.g.name, stream.view, first, numbered)))
             self.ack_dirty = True
@@ -234,17 +273,40 @@ class DataPath:
             return
         self.ack_dirty = False
         self.ack_sent = now
-        self.broadcast(self._ack_message())
+        stream = self.g.stream
+        assert stream is not None
+        if not stream.star:
+            self.broadcast(self._ack_message(now))
+        elif not stream.aggregates:
+            self.g.host.send_to(stream.members[0], self._ack_message(now))
+        else:
+            # aggregating: announce stability and the numbers given since the last announcement,
+            # unless nothing changed and nobody waits
+            numbered, self.numbers_due = self.numbers_due, []
+            announcement = stream.announcement(self._waiting(stream) or self.solicited)
+            if numbered or announcement != self.announced or announcement.waiting:
+                self.announced = announcement
+                self.solicited = False
+                if numbered:  # the sequencer numbers consecutively
+                    first = stream.known - len(numbered) + 1
+                    announcement = msgspec.structs.replace(announcement, first=first, mids=numbered)
+                self.broadcast(encode(announcement))
 
-    def _ack_message(self) -> bytes:
+    def _ack_message(self, now: float) -> bytes:
+        """Our acknowledgement, or, aggregating in a star view, our announcement."""
         g = self.g
         stream = g.stream
         assert stream is not None
+        if stream.star and stream.aggregates:
+            return encode(stream.announcement(self._waiting(stream) or self.solicited))
         stream.refresh_acked()
-        waiting = not stream.all_stable() or self.awaited()
         # a joiner holds its deliveries from the application until the state is here: none count yet
         delivered = stream.delivered if g.transfer.awaiting is None else []
+        waiting = self._waiting(stream)
         return encode(Ack(g.name, stream.view, stream.acked, stream.known, waiting, stream.clock, delivered))
+
+    def _waiting(self, stream: ViewStream) -> bool:
+        return not stream.all_stable() or self.awaited()
 
     def awaited(self) -> bool:
         """Does a barrier of another group of the domain wait for deliveries here?"""
@@ -270,7 +332,7 @@ class DataPath:
         """Repeat acknowledgements while something is unstable, and repair gaps."""
         if self.ack_dirty and now - self.ack_sent >= self.cfg.ack_delay:
             self.send_ack(now)
-        elif now - self.ack_sent >= self.cfg.ack_refresh and (not stream.all_stable() or self.awaited()):
+        elif now - self.ack_sent >= self.cfg.ack_refresh and (self._waiting(stream) or self.solicited):
             self.send_ack(now)  # ``waiting`` asks the others to answer: ours or theirs may be lost
         self._repair_gaps(stream, now)
 
@@ -281,14 +343,14 @@ class DataPath:
             if s not in gaps:
                 del self.gap_since[s]
         for s in gaps:
-            since = self.gap_since.setdefault(s, now)
+            since, tries = self.gap_since.setdefault(s, (now, 0))
             if now - since >= self.cfg.nak_delay:
-                self.gap_since[s] = now
+                self.gap_since[s] = (now, tries + 1)
                 first = stream.recv[s] + 1
-                holder = stream.members[stream.holder_of(s, first)]
+                holder = stream.members[stream.holder_of(s, first, tries)]
                 g.host.send_to(holder, encode(Nak(g.name, stream.view, s, first, stream.seen[s])))
-        best = max(range(stream.n), key=lambda j: stream.ack_known[j])
-        if stream.ack_known[best] > stream.known and best != stream.me:
+        best = stream.number_holder()
+        if best is not None:
             if self.num_gap_since is None:
                 self.num_gap_since = now
             elif now - self.num_gap_since >= self.cfg.nak_delay:

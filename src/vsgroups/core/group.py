@@ -58,6 +58,7 @@ from .wire import (
     Accept,
     Accepted,
     Ack,
+    Announcement,
     Commit,
     Data,
     Direct,
@@ -169,8 +170,8 @@ class GroupEngine:
         self.transfer = StateTransfer(self, now)
         data, change, transfer = self.data, self.change, self.transfer
         self.handlers: dict[type, Handler] = {
-            Data: data.on_data, Ack: data.on_ack, Num: data.on_num, Nak: data.on_nak,
-            NumNak: data.on_numnak, Join: change.on_join, JoinAck: self.on_joinack,
+            Data: data.on_data, Ack: data.on_ack, Announcement: data.on_announcement, Num: data.on_num,
+            Nak: data.on_nak, NumNak: data.on_numnak, Join: change.on_join, JoinAck: self.on_joinack,
             Leave: change.on_leave, Prepare: change.on_prepare, Promise: change.on_promise,
             Reject: change.on_reject, Accept: change.on_accept, Accepted: change.on_accepted,
             Commit: change.on_commit, Installed: change.on_installed, Excluded: change.on_excluded,

@@ -28,6 +28,17 @@ Theory of operation (docs/design.md §2–4; 1987b §3, 1991 §3).
   every member acknowledged it — so every survivor can give it, with its causal past, to the flush
   of the view — and is dropped once it is stable and delivered here. Everything not dropped can
   be retransmitted, by any holder, byte for byte.
+* Who hears acknowledgements. In a view of at most ``ALL_TO_ALL`` members every member acknowledges
+  to every other and computes stability itself. In a larger view (``star``) members acknowledge to
+  the *aggregator* only, the oldest member, which computes stability and announces it
+  (``announcement``, applied by the others with ``on_announcement``): a cast then costs a linear
+  number of frames, not a quadratic one, for one more hop before stability (docs/design.md §2).
+  The announcement also relays what the others would have read in each other's acknowledgements:
+  the highest sequence some member holds (gap repair), the numbers some member knows, what every
+  member delivered (causality domains) and, in evs, every member's acknowledged clock.
+* Stability is kept incrementally where acknowledgements are counted: per sender, the minimum
+  acknowledgement and how many members are at it; only when the last of them moves up is the
+  column scanned again, so a cast costs the aggregator O(n), not a scan of the n×n matrix.
 
 Invariants: ``delivered[s] <= recv[s]``; held messages are exactly those of ``s`` with sequence in
 ``(min(stable[s], delivered[s]), recv[s]]`` plus out-of-order arrivals above ``recv[s]``.
@@ -38,7 +49,10 @@ from __future__ import annotations
 from heapq import heappop, heappush
 from operator import le
 
-from .wire import SAFE, TOTAL, Msg, StreamReport
+from .wire import SAFE, TOTAL, Announcement, Msg, StreamReport
+
+#: Views of at most this many members acknowledge all-to-all; larger ones through the aggregator.
+ALL_TO_ALL = 4
 
 
 class ViewStream:
@@ -46,7 +60,8 @@ class ViewStream:
         "group", "view", "members", "index", "me", "n", "sequencer", "held", "recv", "delivered", "seq",
         "num_of", "mid_of_num", "known", "numbered", "acks", "ack_known", "stable", "stable_num",
         "collected", "collected_num", "seen", "ordered", "dirty", "own_bytes", "own_casts", "acked", "evs",
-        "clock", "last_ts", "ack_clock", "ack_seq", "totals", "delivered_by", "heard",
+        "clock", "last_ts", "ack_clock", "ack_seq", "totals", "delivered_by", "heard", "star", "aggregates",
+        "at_min", "rising", "known_max", "delivered_low",
     )
 
     def __init__(self, group: str, view: str, members: tuple[str, ...], me: str, evs: bool = False) -> None:
@@ -58,6 +73,8 @@ class ViewStream:
         self.me = self.index[me]
         n = self.n = len(members)
         self.sequencer = self.me == 0 and not evs
+        self.star = n > ALL_TO_ALL
+        self.aggregates = not self.star or self.me == 0  # hears every member's acknowledgements
         self.held: list[dict[int, Msg]] = [{} for _ in range(n)]
         self.recv = [0] * n
         self.delivered = [0] * n
@@ -72,6 +89,10 @@ class ViewStream:
         self.ack_known = [0] * n
         self.stable = [0] * n
         self.stable_num = 0
+        self.at_min = [n] * n  # per sender, how many members acknowledged exactly stable[s]
+        self.rising: list[int] = []  # senders whose stable entry may have risen (at_min reached 0)
+        self.known_max = 0  # the most global numbers some member is known to know
+        self.delivered_low = [0] * n  # not aggregating: what every member delivered, per sender
         self.collected = [0] * n  # per sender, everything up to here is dropped
         self.collected_num = 0
         self.seen = [0] * n  # highest sequence known to exist, per sender (for gap repair)
@@ -106,7 +127,8 @@ class ViewStream:
         msg = Msg(mids, self.members[self.me], self.view, self.seq, order, vt, payloads, ts=ts)
         msg.encode(self.group)
         self.held[self.me][self.seq] = msg
-        self.recv[self.me] = self.seen[self.me] = self.acked[self.me] = self.seq
+        self.recv[self.me] = self.seen[self.me] = self.seq
+        self._raise(self.acked, self.me, self.seq)
         self.dirty = True
         self.own_bytes += sum(map(len, payloads))
         self.own_casts += len(mids)
@@ -174,13 +196,60 @@ class ViewStream:
             self.ack_seq[j] = recv[j]
         row = self.acks[j]
         self.dirty = True
+        seen = self.seen
         for s, k in enumerate(recv):
             if k > row[s]:
-                row[s] = k
-                if k > self.seen[s]:
-                    self.seen[s] = k
+                self._raise(row, s, k)
+                if k > seen[s]:
+                    seen[s] = k
         if known > self.ack_known[j]:
             self.ack_known[j] = known
+            if known > self.known_max:
+                self.known_max = known
+
+    def _raise(self, row: list[int], s: int, k: int) -> None:
+        """A member's acknowledgement of sender s rises to k (> row[s]): keep the count at the
+        minimum, and note the column when its last member at the minimum leaves it."""
+        if row[s] == self.stable[s] and self.aggregates:
+            self.at_min[s] -= 1
+            if not self.at_min[s]:
+                self.rising.append(s)
+        row[s] = k
+
+    def announcement(self, waiting: bool) -> Announcement:
+        """What the aggregator of a star view tells the others (see the module docstring)."""
+        self.refresh_stable()
+        evs = self.evs
+        me = self.me
+        clocks, sent = (self.ack_clock.copy(), self.ack_seq.copy()) if evs else ([], [])
+        if evs:
+            clocks[me], sent[me] = self.clock, self.seq
+        return Announcement(self.group, self.view, self.stable, self.stable_num, self.seen, self.known_max,
+                            self.lowest_delivered(), all(self.heard), waiting, clocks, sent)
+
+    def on_announcement(self, ann: Announcement) -> None:
+        """Apply the aggregator's announcement (everything in it only grows)."""
+        n = self.n
+        if self.aggregates or not (len(ann.stable) == len(ann.seen) == len(ann.delivered) == n):
+            return
+        if ann.mids:
+            self.learn_numbers(ann.first, ann.mids)
+        if ann.heard and not all(self.heard):
+            self.heard = [True] * n
+        self.delivered_low = list(map(max, self.delivered_low, ann.delivered))
+        self.seen = list(map(max, self.seen, ann.seen))
+        if ann.known > self.known_max:
+            self.known_max = ann.known
+        if self.evs and len(ann.clocks) == len(ann.sent) == n:
+            for j, clock in enumerate(ann.clocks):
+                if clock > self.ack_clock[j]:
+                    self.ack_clock[j] = clock
+                    self.ack_seq[j] = ann.sent[j]
+        stable = list(map(max, self.stable, ann.stable))
+        if stable != self.stable or ann.stable_num > self.stable_num:
+            self.stable = stable
+            self.stable_num = max(self.stable_num, ann.stable_num)
+            self.collect()
 
     def refresh_acked(self) -> None:
         acked, recv, n = self.acked, self.recv, self.n
@@ -193,7 +262,7 @@ class ViewStream:
                     break
                 k += 1  # held, or already collected (hence stable)
             if k != acked[s]:
-                acked[s] = k
+                self._raise(acked, s, k)
                 self.dirty = True
 
     def refresh_stable(self) -> None:
@@ -201,11 +270,21 @@ class ViewStream:
         if not self.dirty:
             return
         self.dirty = False
+        if not self.aggregates:
+            return  # stability comes from the aggregator's announcements
+        rose = False
+        stable, at_min, acks = self.stable, self.at_min, self.acks
+        for s in self.rising:
+            column = [row[s] for row in acks]
+            stable[s] = low = min(column)
+            at_min[s] = column.count(low)
+            rose = True
+        self.rising.clear()
         self.ack_known[self.me] = self.known
-        stable = [min(col) for col in zip(*self.acks, strict=True)]
+        if self.known > self.known_max:
+            self.known_max = self.known
         stable_num = min(self.ack_known)
-        if stable != self.stable or stable_num != self.stable_num:
-            self.stable = stable
+        if rose or stable_num != self.stable_num:
             self.stable_num = stable_num
             self.collect()
 
@@ -316,10 +395,15 @@ class ViewStream:
 
     # -- queries ---------------------------------------------------------------------------------
 
+    def lowest_delivered(self) -> list[int]:
+        """Per sender, how many of its messages every member is known to have delivered."""
+        if not self.aggregates:
+            return self.delivered_low
+        return list(map(min, *self.delivered_by)) if self.n > 1 else list(self.delivered)
+
     def delivered_everywhere(self, need: list[int]) -> bool:
         """Has every member said it delivered, from each sender s, at least ``need[s]`` messages?"""
-        rows = self.delivered_by
-        return all(not k or all(row[s] >= k for row in rows) for s, k in enumerate(need))
+        return all(low >= k for low, k in zip(self.lowest_delivered(), need, strict=True))
 
     def all_stable(self) -> bool:
         self.refresh_stable()
@@ -334,12 +418,25 @@ class ViewStream:
         """Senders whose stream has a hole here that some member (or the sender) can fill."""
         return [s for s in range(self.n) if self.seen[s] > self.recv[s]]
 
-    def holder_of(self, s: int, k: int) -> int:
-        """A member that acknowledged holding message k of sender s (the sender if nobody else)."""
+    def holder_of(self, s: int, k: int, tries: int = 0) -> int:
+        """A member to ask for message k of sender s, at the ``tries``-th request: one that
+        acknowledged holding it; not aggregating, the sender (which holds it until it is stable)
+        and the aggregator in turn."""
+        if not self.aggregates:
+            return 0 if tries % 2 and s != 0 and self.me != 0 else s
         for j in range(self.n):
             if j != self.me and self.acks[j][s] >= k:
                 return j
         return s
+
+    def number_holder(self) -> int | None:
+        """A member that knows global numbers unknown here, if one is known to."""
+        if self.known_max <= self.known:
+            return None
+        if not self.aggregates:
+            return 0  # the aggregator, the sequencer too in vs, heard of them
+        best = max(range(self.n), key=self.ack_known.__getitem__)
+        return best if best != self.me else None
 
     def report(self) -> StreamReport:
         """What this member tells a proposer of the view change (docs/design.md §5)."""

@@ -60,6 +60,7 @@ class K(IntEnum):
     CDIFFUSION = 30
     CREFUSED = 31
     CPONG = 32
+    ANNOUNCE = 33
 
 
 class Frame(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -108,6 +109,25 @@ class Ack(_Message, frozen=True, tag=int(K.ACK)):
     waiting: bool  # the sender still waits for stability (or for deliveries: causality domains)
     clock: int  # evs: Lamport clock
     delivered: list[int]  # per sender, the prefix delivered here (causality domains); [] before the state
+
+
+class Announcement(_Message, frozen=True, tag=int(K.ANNOUNCE)):
+    """Stability in a view of more than ``stream.ALL_TO_ALL`` members, from its aggregator (the
+    oldest member, which alone hears the others' acknowledgements) to the others."""
+
+    group: str
+    view: str
+    stable: list[int]  # per sender, the prefix every member acknowledged
+    stable_num: int  # global numbers every member knows
+    seen: list[int]  # per sender, the highest sequence some member holds (gap repair)
+    known: int  # the most global numbers some member knows (repair of the numbers)
+    delivered: list[int]  # per sender, the prefix every member delivered (causality domains)
+    heard: bool  # every member acknowledged in this view with the state
+    waiting: bool  # the aggregator asks for fresh acknowledgements (a lost one, or someone waits)
+    clocks: list[int]  # evs: per member, the clock of its latest acknowledgement...
+    sent: list[int]  # ...and how many messages it had sent by then (both empty in vs)
+    first: int = 0  # vs: the aggregator is the sequencer, and announces the numbers it just gave
+    mids: list[str] = []  # (an order notice, ``Num``, travelling with the announcement)
 
 
 class Num(_Message, frozen=True, tag=int(K.NUM)):
@@ -304,8 +324,9 @@ class StateDone(_Message, frozen=True, tag=int(K.STATEDONE)):
 
 
 Message = (
-    Heartbeat | Data | Ack | Num | Nak | NumNak | Join | JoinAck | Leave | Prepare | Promise | Reject | Accept
-    | Accepted | Commit | Installed | Excluded | StateChunk | StateRequest | StateDone | Direct | MergeHint
+    Heartbeat | Data | Ack | Announcement | Num | Nak | NumNak | Join | JoinAck | Leave | Prepare | Promise
+    | Reject | Accept | Accepted | Commit | Installed | Excluded | StateChunk | StateRequest | StateDone
+    | Direct | MergeHint
 )
 
 # -- control: a tool asking a node about itself (``vsgroups status``) --------------------------------
