@@ -328,6 +328,14 @@ class DataPath:
                 del self.flush_waiters[token]
                 self.g.emit(ev.Flushed(self.g.name, token))
 
+    def quiet(self) -> bool:
+        """Nothing to send, repeat, repair or wait for (see ``GroupEngine.quiet``)."""
+        stream = self.g.stream
+        if (self.pending or self.ack_dirty or self.flush_waiters or self.barrier is not None or self.gap_since
+                or self.num_gap_since is not None or self.solicited or self.numbers_due):
+            return False
+        return stream is not None and not self._waiting(stream) and self.g not in self.g.domain.waiting
+
     def tick(self, stream: ViewStream, now: float) -> None:
         """Repeat acknowledgements while something is unstable, and repair gaps."""
         if self.ack_dirty and now - self.ack_sent >= self.cfg.ack_delay:

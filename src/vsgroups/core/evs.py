@@ -85,17 +85,20 @@ class EvsConfigurationChange(ViewChange):
         if self.g.is_member and self.g.me in msg.targets:
             self.promise(sender, msg.view, msg.ballot, now)
 
-    def on_groups_named(self, sender: str, named: bool) -> None:
+    def on_groups_named(self, sender: str, named: bool) -> bool:
         """A member of our configuration whose heartbeat does not name the group has left it (or was
         left out) while we did not hear of it — paused, or cut off: it will neither propose nor
         promise here, so it must not be waited for (seed 2233). One that names it is here again."""
         g = self.g
         if not g.is_member or sender == g.me:
-            return
-        if not named and sender in g.members:
+            return False
+        if not named and sender in g.members and sender not in self.absent:
             self.absent.add(sender)
-        elif named:
+            return True
+        if named and sender in self.absent:
             self.absent.discard(sender)
+            return True
+        return False
 
     def _forget_foreign(self, pid: str) -> bool:
         # a process we took for a member of another configuration has left the group (it answers
@@ -125,6 +128,9 @@ class EvsConfigurationChange(ViewChange):
     def _decided(self, p: Proposal) -> bool:
         assert p.value is not None
         return p.accepts >= set(p.value.voters)
+
+    def quiet(self) -> bool:
+        return super().quiet() and not self.foreign
 
     def _idle(self, now: float) -> None:
         self._probe_seeds(now)

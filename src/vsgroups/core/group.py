@@ -150,6 +150,8 @@ class GroupEngine:
         self.seeds = seeds
         self.founder = founder
         self.state = State.JOINING
+        # when the node ticks this engine next, if it is quiet (``NodeCore.tick``)
+        self.due = 0.0
         self.domain = Domain(DEFAULT, {self: None})  # its causality domain: the node places it
         # the current view
         self.view_id: str | None = None
@@ -226,6 +228,7 @@ class GroupEngine:
         if self.state is not State.MEMBER:
             raise_not_member(self.name, self.state)
         self._to(State.LEAVING)
+        self.wake()
         self.domain.leaving[self] = None  # until it is out, its other groups of the domain deliver nothing
         self.request_sent = float("-inf")
         self.leave_started = now
@@ -234,6 +237,7 @@ class GroupEngine:
     def flush(self, token: int, counter: int, now: float) -> None:
         if not self.is_member:
             raise_not_member(self.name, self.state)
+        self.wake()
         self.data.flush(token, counter, now)
 
     def send_direct(self, dst: str, payload: bytes) -> None:
@@ -243,17 +247,20 @@ class GroupEngine:
         self.host.send(addr, encode(Direct(self.name, payload)))
 
     def provide_state(self, view: str, data: bytes) -> None:
+        self.wake()
         self.transfer.provide(view, data)
 
     def recover(self, epoch: int, now: float, history: History | None) -> None:
         """See ``NodeCore.recover``."""
         assert isinstance(self.change, EvsConfigurationChange)
+        self.wake()
         self.change.restore(history)
         self._install_alone(epoch + 1, now, primary=False)
 
     # -- inputs ----------------------------------------------------------------------------------
 
     def on_message(self, sender: str, msg: Message, raw: bytes, now: float) -> None:
+        self.wake()
         handler = self.handlers.get(type(msg))
         if handler is None:
             log.warning("dropped a %s message from %s: not one of a %s group", type(msg).__name__, sender,
@@ -262,6 +269,8 @@ class GroupEngine:
         handler(sender, msg, raw, now)
 
     def on_heartbeat_view(self, sender: str, view: str, now: float) -> None:
+        if view != self.view_id:
+            self.wake()
         self.change.on_heartbeat_view(sender, view, now)
 
     def on_joinack(self, sender: str, msg: JoinAck, raw: bytes, now: float) -> None:
@@ -281,6 +290,25 @@ class GroupEngine:
             bucket.append((sender, msg, raw))
 
     # -- timers ----------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something happened here: tick at the node's next tick, quiet or not."""
+        self.host.wake(self)
+
+    def quiet(self) -> bool:
+        """Nothing here waits for a timer: no view change under way or called for (no member
+        suspected), no join, leave or state transfer, nothing unstable, pending or missing. A quiet
+        engine is ticked only every ``quiet_interval``, and at once after an input or when one of its
+        members becomes suspected (``NodeCore.tick``): a node carries thousands of idle groups."""
+        if not self.is_member:
+            return not self.joining
+        return not self.leaving and self.data.quiet() and self.change.quiet() and self.transfer.quiet()
+
+    @property
+    def quiet_interval(self) -> float:
+        """How often a quiet engine is ticked: in evs, as often as its coordinator probes its seeds
+        (merge discovery); in vs, as a safety net only."""
+        return self.cfg.probe_interval if self.evs else self.cfg.suspect_timeout
 
     def tick(self, now: float) -> None:
         if self.joining:

@@ -52,6 +52,9 @@ class Host(Protocol):
     def emit(self, event: ev.Output) -> None:
         """An output for the driver, in order."""
 
+    def wake(self, engine: GroupEngine) -> None:
+        """Tick ``engine`` at the next tick, even if it was quiet (``GroupEngine.quiet``)."""
+
     def defer(self, engine: GroupEngine) -> None:
         """Call ``engine.progress`` once the current input is handled (casts are stamped together)."""
 

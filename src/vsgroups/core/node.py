@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from heapq import heappop, heappush
 
 from . import events as ev
 from .config import Config
@@ -50,6 +51,8 @@ from .wire import (
     decode_to_server,
     encode,
 )
+
+ALIVE = encode(Heartbeat(None, {}))  # a heartbeat naming no view: a sign of life only
 
 log = logging.getLogger("vsgroups.core")
 
@@ -101,6 +104,20 @@ class NodeCore:
         self.batching = False
         self.deferred: dict[GroupEngine, None] = {}  # ordered: runs stay a function of the seed
         self.suspected: set[str] = set()  # members of our views suspected at the last tick
+        # engines to tick at the next tick, and the quiet ones by when they are due (``tick``)
+        self.awake: dict[GroupEngine, None] = {}
+        self.asleep: list[tuple[float, int, GroupEngine]] = []
+        self.slept = 0  # orders engines due at the same time: runs stay a function of the seed
+        # what ``tick`` scans only when it is due: the members of our views (None: to be computed
+        # again), the next time one of them may need a heartbeat, and may become suspected
+        self.watched: set[str] | None = None
+        self.heartbeat_due = float("-inf")
+        self.watch_due = float("-inf")
+        # a heartbeat names our views only when they changed since the last that did, or once
+        # every probe_interval: (version of our views, when) last named to an address
+        self.views_version = 0
+        self.views_told: dict[str, tuple[int, float]] = {}
+        self.named: tuple[int, bytes | None] = (-1, None)  # (version, the heartbeat naming them)
         self.traffic = Traffic()
         self.peer_traffic: dict[str, Traffic] = {}  # by the address a peer listens on
         self.client_heard: dict[str, float] = {}  # a client of our groups: when we last heard from it
@@ -142,6 +159,8 @@ class NodeCore:
 
     def _place(self, engine: GroupEngine, domain: str | None) -> None:
         self.groups[engine.name] = engine
+        self.awake[engine] = None
+        self.views_version += 1
         engine.domain = self.domains.enter(engine, domain)
         self.domain_of[engine.name] = engine.domain.name
 
@@ -277,14 +296,41 @@ class NodeCore:
         self._progress_deferred(now)
 
     def tick(self, now: float) -> None:
+        """Timers. Each costs little when nothing is due: a quiet group (``GroupEngine.quiet``)
+        sleeps until its ``quiet_interval`` is over or it is woken, and peers are scanned for
+        heartbeats and for suspicion only when one of them may need it; an idle node in many
+        groups, or in a large one, stays cheap."""
         self.now = now
-        for engine in list(self.groups.values()):
+        self._watch(now, self._peers(now))  # first: the groups of a newly suspected member act now
+        asleep, awake = self.asleep, self.awake
+        while asleep and asleep[0][0] <= now:
+            due, _, engine = heappop(asleep)
+            if engine.due == due:  # not woken and put to sleep again since
+                awake[engine] = None
+        self.awake = {}
+        for engine in awake:
+            if self.groups.get(engine.name) is not engine:
+                continue  # it left
             engine.tick(now)
-        peers = {pid for e in self.groups.values() if e.view_id is not None for pid in e.members}
-        peers -= {self.pid, *self.aliases.values()}
-        self._heartbeats(now, peers)
-        self._watch(now, peers)
+            if engine.quiet():
+                engine.due = now + engine.quiet_interval
+                self.slept += 1
+                heappush(asleep, (engine.due, self.slept, engine))
+            else:
+                engine.due = now
+                self.awake[engine] = None
+        self._heartbeats(now, self._peers(now))
         self._drain(now)
+
+    def _peers(self, now: float) -> set[str]:
+        """The members of our views (but ourselves), computed again after a change of view."""
+        peers = self.watched
+        if peers is None:
+            peers = {pid for e in self.groups.values() if e.view_id is not None for pid in e.members}
+            peers -= {self.pid, *self.aliases.values()}
+            self.watched = peers
+            self.heartbeat_due = self.watch_due = now
+        return peers
 
     def take_outputs(self) -> list[ev.Output]:
         """The outputs of every call since the last take. Casts are stamped and sent here, so that
@@ -351,16 +397,25 @@ class NodeCore:
             return True
         return self.now - self.last_heard.get(node, float("-inf")) > self.cfg.suspect_timeout
 
+    def wake(self, engine: GroupEngine) -> None:
+        engine.due = self.now  # an entry for it in ``asleep`` is stale now
+        self.awake[engine] = None
+
     def defer(self, engine: GroupEngine) -> None:
         self.deferred[engine] = None
+        self.wake(engine)
 
     def members_installed(self, members: tuple[str, ...], addrs: dict[str, str], now: float) -> None:
         for pid in members:
             if name_inc(pid).name != self.name:  # not one of our own ids (a rejoin gives us several)
                 self.addrs[pid] = addrs[pid]
                 self.last_heard.setdefault(pid, now)
+        self.watched = None
+        self.views_version += 1
 
     def group_finished(self, engine: GroupEngine) -> None:
+        self.watched = None
+        self.views_version += 1
         if self.groups.get(engine.name) is engine:
             del self.groups[engine.name]
             self.spent.add(engine.name)
@@ -382,6 +437,9 @@ class NodeCore:
             return False  # an older incarnation is dead (fail-stop): its messages are ignored
         if newest is None or inc > newest:
             self.newest_inc[name] = inc
+            self.watch_due = now  # an older incarnation of it is dead
+        if self.suspected:
+            self.watch_due = now  # it may be one of them, heard again
         self.last_heard[sender] = now
         self.addrs[sender] = addr
         return True
@@ -432,6 +490,7 @@ class NodeCore:
                 for pid in engine.members:
                     if pid != member and self.node_of.get(pid, pid) == sender and name_inc(pid).inc < newest:
                         engine.change.retired(pid)
+                        engine.wake()
 
     def _dispatch(self, node: str, raw: bytes, now: float, aliases: dict[str, str] | None = None) -> None:
         """Handle one message of the frame of ``node``; a group's message is from ``node``'s member id in
@@ -448,7 +507,8 @@ class NodeCore:
                 if msg.complete:
                     for engine in self.groups.values():
                         sender = aliases.get(engine.name, node) if aliases else node
-                        engine.change.on_groups_named(sender, engine.name in msg.views)
+                        if engine.change.on_groups_named(sender, engine.name in msg.views):
+                            engine.wake()
                 return
             if aliases:
                 sender = aliases.get(msg.group, node)
@@ -479,36 +539,74 @@ class NodeCore:
                 self._dispatch(self.pid, raw, now, self.aliases)
 
     def _watch(self, now: float, peers: set[str]) -> None:
-        """Output a ``Suspicion`` when a member of our views becomes suspected or is heard again."""
+        """Output a ``Suspicion`` when a member of our views becomes suspected or is heard again,
+        and wake the groups it is in."""
+        if now < self.watch_due:
+            return
         suspected = {pid for pid in peers if self.suspects(pid)}
         for pid in sorted(suspected ^ (self.suspected & peers)):
             silent = now - self.last_heard.get(self.node_of.get(pid, pid), now)
-            groups = tuple(sorted(e.name for e in self.groups.values() if pid in e.members))
+            engines = [e for e in self.groups.values() if pid in e.members]
+            for engine in engines:
+                engine.wake()
+            groups = tuple(sorted(e.name for e in engines))
             self.outputs.append(ev.Suspicion(pid, pid in suspected, silent, groups))
         self.suspected = suspected
+        heard, timeout = self.last_heard, self.cfg.suspect_timeout
+        self.watch_due = min((heard.get(self.node_of.get(pid, pid), now) + timeout
+                              for pid in peers if pid not in suspected), default=float("inf"))
+
+    def _naming_heartbeat(self) -> bytes | None:
+        """A heartbeat naming every group we are in or joining (None: we are in none yet)."""
+        if self.named[0] != self.views_version:
+            everything: dict[str, str | None] = {
+                e.name: e.view_id for e in self.groups.values() if e.view_id is not None}
+            # a group being joined is named too: its members must not take us for gone from it
+            everything.update({e.name: None for e in self.groups.values() if e.view_id is None})
+            self.named = (self.views_version, encode(Heartbeat(None, everything, complete=True))
+                          if any(v is not None for v in everything.values()) else None)
+        return self.named[1]
 
     def _heartbeats(self, now: float, views: set[str]) -> None:
         interval = self.cfg.heartbeat_interval
-        # A heartbeat names all our views, not only those shared with its receiver: a peer in
-        # another configuration of one of our groups learns it (merge discovery).
-        everything: dict[str, str | None] = {
-            e.name: e.view_id for e in self.groups.values() if e.view_id is not None}
-        if not everything:
+        probe = now - self.last_probe >= self.cfg.probe_interval
+        if now < self.heartbeat_due and not probe:
             return
-        # a group being joined is named too: its members must not take us for gone from it
-        everything.update({e.name: None for e in self.groups.values() if e.view_id is None})
-        heartbeat = encode(Heartbeat(None, everything, complete=True))
-        for pid in sorted(views):
-            addr = self.addrs.get(pid)
-            if addr is not None and now - self.last_sent.get(addr, float("-inf")) >= interval:
-                self.send(addr, heartbeat)
-        if now - self.last_probe >= self.cfg.probe_interval:
+        # A heartbeat names all our views, not only those shared with its receiver: a peer in
+        # another configuration of one of our groups learns it (merge discovery). It names them
+        # only if they changed since we last named them to that peer, or every probe_interval: a
+        # node in a thousand groups does not send, nor make its peers read, a thousand names ten
+        # times a second.
+        if not views and not probe:
+            return
+        heartbeat = self._naming_heartbeat()
+        if heartbeat is None:
+            return
+        version, told = self.views_version, self.views_told
+        if now >= self.heartbeat_due:
+            due = float("inf")
+            for pid in sorted(views):
+                addr = self.addrs.get(pid)
+                if addr is None:
+                    due = now + interval  # its address may come with a view of another group
+                    continue
+                if now - self.last_sent.get(addr, float("-inf")) >= interval:
+                    last = told.get(addr)
+                    if last is None or last[0] != version or now - last[1] >= self.cfg.probe_interval:
+                        told[addr] = (version, now)
+                        self.send(addr, heartbeat)
+                    else:
+                        self.send(addr, ALIVE)
+                due = min(due, self.last_sent[addr] + interval)
+            self.heartbeat_due = due
+        if probe:
             # Merge discovery: every process we know of hears which views we are in, even one
             # whose link carries so much data that it never gets a heartbeat.
             self.last_probe = now
             for pid, addr in sorted(self.addrs.items()):
                 name, inc = name_inc(pid)
                 if name != self.name and self.newest_inc.get(name, inc) == inc:
+                    told[addr] = (version, now)
                     self.send(addr, heartbeat)
 
 

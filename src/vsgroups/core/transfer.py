@@ -107,6 +107,9 @@ class StateTransfer:
             if not out[1]:
                 del self.out[msg.view]
 
+    def quiet(self) -> bool:
+        return self.awaiting is None and not self.out
+
     def tick(self, now: float) -> None:
         """A joiner asks again for the chunks it lacks; a sender forgets joiners that are gone."""
         g = self.g

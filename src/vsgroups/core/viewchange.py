@@ -111,8 +111,10 @@ class ViewChange:
     def _heard_of(self, sender: str, view: str, now: float) -> None:
         """``sender`` is in another view, ``view``, of this group."""
 
-    def on_groups_named(self, sender: str, named: bool) -> None:
-        """A heartbeat of ``sender`` named every group it is in or joining: this one or not."""
+    def on_groups_named(self, sender: str, named: bool) -> bool:
+        """A heartbeat of ``sender`` named every group it is in or joining: this one or not. True if
+        that changes who is waited for here."""
+        return False
 
     def _forget_foreign(self, pid: str) -> bool:
         """``pid`` says it is not in the group; True if we were counting on it from elsewhere."""
@@ -165,6 +167,11 @@ class ViewChange:
     def suspects(self) -> set[str]:
         g = self.g
         return {m for m in g.members if m != g.me and self.gone(m)}
+
+    def quiet(self) -> bool:
+        """No view change is under way or called for here (see ``GroupEngine.quiet``)."""
+        return (self.proposal is None and self.promised is None and self.accepted is None
+                and not self.commit_unacked and not self.joins and not self.leaves and not self.suspects())
 
     def on_join(self, sender: str, msg: Join, raw: bytes, now: float) -> None:
         g = self.g

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..traceview import render
-from . import scale
+from . import many_groups, scale
 from .scenario import FAULTS, MODELS, Outcome, Spec, run
 from .timeline import timeline
 from .workloads import WORKLOADS, WorkloadOutcome, WorkloadSpec, run_workload
@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--scale", type=_sizes, metavar="N,N,...",
                        help="the scaling report: one group per size under a fixed total-order and safe load, "
                             "then a crash; what grows with the group (docs/benchmarks.md)")
-    parser.add_argument("--json", action="store_true", help="with --scale: the rows as JSON")
+    which.add_argument("--groups", type=_positive, metavar="N",
+                       help="the many-groups report: N groups on five processes, idle, under a light load, "
+                            "then a crash; what a group costs a process (docs/benchmarks.md)")
+    parser.add_argument("--json", action="store_true", help="with --scale or --groups: the results as JSON")
     parser.add_argument("--nodes", type=int, help="processes at the start (default: 5-7, from the seed)")
     parser.add_argument("--faults", type=_faults, default=FAULTS,
                         help=f"comma-separated fault kinds, or 'none' (default: {','.join(FAULTS)})")
@@ -76,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     _quiet()
     if args.scale is not None:
         return _scale(args.scale, args.json)
+    if args.groups is not None:
+        result = many_groups.measure(args.groups)
+        print(json.dumps(many_groups.as_json(result), indent=2) if args.json else result.text())
+        return 0
     if args.workload is not None:
         return _workloads(args)
     try:
@@ -213,6 +220,16 @@ def _sizes(text: str) -> list[int]:
     if any(n < 2 for n in sizes):
         raise argparse.ArgumentTypeError(f"a group to measure has at least 2 members: {text!r}")
     return sizes
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _scale(sizes: list[int], as_json: bool) -> int:
