@@ -10,10 +10,12 @@ the group. Inputs are method calls carrying the current time; outputs accumulate
 with ``take_outputs()``. Messages bound for the same address during one call leave in one frame
 (batching, 1987b §4.3.2).
 
-Failure detection (docs/design.md §9): any frame from a peer is a sign of life; a peer that has been
-sent nothing for ``heartbeat_interval`` gets a heartbeat naming the view of every group the two
-share (so a peer left behind in an old view learns what followed it). A peer silent for
-``suspect_timeout`` is suspected. A newer incarnation of a process proves the older one dead.
+Failure detection (docs/design.md §9): any frame from a peer is a sign of life; a peer that watches
+this node (``monitoring``: every member of a small view, a ring neighbour in a large one) and has
+been sent nothing for ``heartbeat_interval`` gets a heartbeat, which names our views when they
+changed (so a peer left behind in an old view learns what followed it). A watched peer silent for
+``suspect_timeout`` is suspected, and the suspicion reported to every peer; an unwatched one when
+it is reported and silent as long. A newer incarnation of a process proves the older one dead.
 Suspicion is not a verdict: only a view change makes a process failed.
 """
 
@@ -29,6 +31,7 @@ from .config import Config
 from .domains import Domains
 from .group import GroupEngine, GroupStatus, raise_not_member
 from .ids import name_inc
+from .monitoring import rings
 from .wire import (
     CONTROL,
     ORDERS,
@@ -111,13 +114,22 @@ class NodeCore:
         # what ``tick`` scans only when it is due: the members of our views (None: to be computed
         # again), the next time one of them may need a heartbeat, and may become suspected
         self.watched: set[str] | None = None
+        # failure detection (``monitoring``): the peers' nodes we watch (and since when), the
+        # members our heartbeats go to, reports of suspicion (node: when), and the nodes we
+        # watch and suspect (reported in our heartbeats to every peer)
+        self.monitored: dict[str, float] = {}
+        self.beat_to: set[str] = set()
+        self.reported: dict[str, float] = {}
+        self.reporting: list[str] = []
+        self.report_now = False
         self.heartbeat_due = float("-inf")
         self.watch_due = float("-inf")
         # a heartbeat names our views only when they changed since the last that did, or once
         # every probe_interval: (version of our views, when) last named to an address
         self.views_version = 0
         self.views_told: dict[str, tuple[int, float]] = {}
-        self.named: tuple[int, bytes | None] = (-1, None)  # (version, the heartbeat naming them)
+        # (version, the heartbeat naming them, encoded)
+        self.named: tuple[int, Heartbeat | None, bytes] = (-1, None, b"")
         self.traffic = Traffic()
         self.peer_traffic: dict[str, Traffic] = {}  # by the address a peer listens on
         self.client_heard: dict[str, float] = {}  # a client of our groups: when we last heard from it
@@ -329,8 +341,18 @@ class NodeCore:
             peers = {pid for e in self.groups.values() if e.view_id is not None for pid in e.members}
             peers -= {self.pid, *self.aliases.values()}
             self.watched = peers
+            self._rewatch(now, peers)
             self.heartbeat_due = self.watch_due = now
         return peers
+
+    def _rewatch(self, now: float, peers: set[str]) -> None:
+        """Whom we watch and whom our heartbeats go to, after a change of view or of suspicion."""
+        views = [(e.members, e.me) for e in self.groups.values() if e.view_id is not None]
+        watch, self.beat_to = rings(views, lambda m: name_inc(m).name == self.name, self.suspects)
+        nodes = sorted({self.node_of.get(m, m) for m in watch})
+        self.monitored = {node: self.monitored.get(node, now) for node in nodes}
+        alive = {self.node_of.get(m, m) for m in peers}
+        self.reported = {node: when for node, when in self.reported.items() if node in alive}
 
     def take_outputs(self) -> list[ev.Output]:
         """The outputs of every call since the last take. Casts are stamped and sent here, so that
@@ -395,7 +417,22 @@ class NodeCore:
         name, inc = name_inc(node)
         if self.newest_inc.get(name, inc) > inc:
             return True
-        return self.now - self.last_heard.get(node, float("-inf")) > self.cfg.suspect_timeout
+        return self.now > self._suspected_from(node)
+
+    def _suspected_from(self, node: str) -> float:
+        """When ``node`` becomes suspected if nothing is heard from it (``monitoring``)."""
+        heard = self.last_heard.get(node, float("-inf"))
+        since = self.monitored.get(node)
+        if since is not None:
+            # a neighbour we began to watch when the one before it became suspected may learn it
+            # (our report) only then, and send to us from then on: two heartbeats' grace
+            return max(heard + self.cfg.suspect_timeout, since + 2 * self.cfg.heartbeat_interval)
+        if self.reported.get(node, float("-inf")) >= heard:
+            return heard + self.cfg.suspect_timeout
+        # every live process probes every process it knows each probe_interval: silence beyond
+        # that is a failure (or a partition) that no watcher reported to us, e.g. because they
+        # went on to a view without us
+        return heard + self.cfg.suspect_timeout + self.cfg.probe_interval
 
     def wake(self, engine: GroupEngine) -> None:
         engine.due = self.now  # an entry for it in ``asleep`` is stale now
@@ -499,6 +536,10 @@ class NodeCore:
         try:
             msg = decode(raw)
             if isinstance(msg, Heartbeat):
+                for suspect in msg.suspects:
+                    if name_inc(suspect).name != self.name:
+                        self.reported[suspect] = now
+                        self.watch_due = now
                 for group, view in msg.views.items():
                     engine = self.groups.get(group)
                     if engine is not None and view is not None:
@@ -544,7 +585,8 @@ class NodeCore:
         if now < self.watch_due:
             return
         suspected = {pid for pid in peers if self.suspects(pid)}
-        for pid in sorted(suspected ^ (self.suspected & peers)):
+        changed = sorted(suspected ^ (self.suspected & peers))
+        for pid in changed:
             silent = now - self.last_heard.get(self.node_of.get(pid, pid), now)
             engines = [e for e in self.groups.values() if pid in e.members]
             for engine in engines:
@@ -552,19 +594,28 @@ class NodeCore:
             groups = tuple(sorted(e.name for e in engines))
             self.outputs.append(ev.Suspicion(pid, pid in suspected, silent, groups))
         self.suspected = suspected
-        heard, timeout = self.last_heard, self.cfg.suspect_timeout
-        self.watch_due = min((heard.get(self.node_of.get(pid, pid), now) + timeout
-                              for pid in peers if pid not in suspected), default=float("inf"))
+        if changed:
+            self._rewatch(now, peers)  # watch past a suspected neighbour; heartbeats to whoever does
+            suspected = {pid for pid in peers if self.suspects(pid)}
+        nodes = {self.node_of.get(pid, pid) for pid in suspected}
+        reporting = sorted(nodes & self.monitored.keys())
+        if reporting != self.reporting:
+            self.reporting = reporting
+            self.heartbeat_due = now
+            self.report_now = bool(reporting)  # tell every peer at once, busy link or not
+        self.watch_due = min((self._suspected_from(self.node_of.get(pid, pid)) for pid in peers
+                              if pid not in suspected), default=float("inf"))
 
-    def _naming_heartbeat(self) -> bytes | None:
+    def _naming_heartbeat(self) -> Heartbeat | None:
         """A heartbeat naming every group we are in or joining (None: we are in none yet)."""
         if self.named[0] != self.views_version:
             everything: dict[str, str | None] = {
                 e.name: e.view_id for e in self.groups.values() if e.view_id is not None}
             # a group being joined is named too: its members must not take us for gone from it
             everything.update({e.name: None for e in self.groups.values() if e.view_id is None})
-            self.named = (self.views_version, encode(Heartbeat(None, everything, complete=True))
-                          if any(v is not None for v in everything.values()) else None)
+            heartbeat = Heartbeat(None, everything, complete=True)
+            self.named = (self.views_version, heartbeat if any(everything.values()) else None,
+                          encode(heartbeat))
         return self.named[1]
 
     def _heartbeats(self, now: float, views: set[str]) -> None:
@@ -579,26 +630,32 @@ class NodeCore:
         # times a second.
         if not views and not probe:
             return
-        heartbeat = self._naming_heartbeat()
-        if heartbeat is None:
+        naming = self._naming_heartbeat()
+        if naming is None:
             return
+        heartbeat = self.named[2]
         version, told = self.views_version, self.views_told
         if now >= self.heartbeat_due:
+            alive = ALIVE
+            if self.reporting:  # to every peer, until the view changes or the suspect is heard
+                heartbeat = encode(Heartbeat(None, naming.views, True, self.reporting))
+                alive = encode(Heartbeat(None, {}, suspects=self.reporting))
             due = float("inf")
-            for pid in sorted(views):
+            for pid in sorted(views if self.reporting else views & self.beat_to):
                 addr = self.addrs.get(pid)
                 if addr is None:
                     due = now + interval  # its address may come with a view of another group
                     continue
-                if now - self.last_sent.get(addr, float("-inf")) >= interval:
+                if self.report_now or now - self.last_sent.get(addr, float("-inf")) >= interval:
                     last = told.get(addr)
                     if last is None or last[0] != version or now - last[1] >= self.cfg.probe_interval:
                         told[addr] = (version, now)
                         self.send(addr, heartbeat)
                     else:
-                        self.send(addr, ALIVE)
+                        self.send(addr, alive)
                 due = min(due, self.last_sent[addr] + interval)
             self.heartbeat_due = due
+            self.report_now = False
         if probe:
             # Merge discovery: every process we know of hears which views we are in, even one
             # whose link carries so much data that it never gets a heartbeat.

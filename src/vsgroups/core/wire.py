@@ -86,6 +86,7 @@ class Heartbeat(_Message, frozen=True, tag=int(K.HB)):
     group: None
     views: dict[str, str | None]  # group: view id (None: joining it)
     complete: bool = False  # it names every group its sender is in or joining (a probe names one)
+    suspects: list[str] = []  # processes its sender watches and suspects (``monitoring``)
 
 
 class Data(_Message, frozen=True, tag=int(K.DATA)):
