@@ -458,6 +458,21 @@ def test_star_member_learns_a_gap_from_the_announcement_and_asks_the_sender_then
     assert net.st[1].receive(Msg.decode(raw)) and net.step(1) == [m.mid]
 
 
+def test_an_announcement_is_a_snapshot_that_later_stability_does_not_change() -> None:
+    """design §2: the aggregator announces again only what changed since its last announcement, so
+    the one it keeps must not change with the stream (a stale copy would hide new stability)."""
+    n = ALL_TO_ALL + 2
+    net = Net(n)
+    m = net.cast(0)
+    for j in range(1, n):
+        net.give(j, m)
+    before = net.st[0].announcement(False)
+    for i in range(1, n):
+        net.ack(i, 0)
+    after = net.st[0].announcement(False)
+    assert before.stable[0] == 0 and after.stable[0] == 1 and before != after
+
+
 def test_evs_star_member_is_released_by_the_clocks_the_aggregator_relays() -> None:
     """design §2, §4 (evs): in a star view a member never hears the others' acknowledged clocks but
     from the aggregator's announcement, which relays them (and its own)."""

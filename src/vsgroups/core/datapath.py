@@ -134,7 +134,7 @@ class DataPath:
         if waiting and self.g.change.promised is None \
                 and now - self.acked_back.get(sender, float("-inf")) >= self.cfg.ack_refresh:
             self.acked_back[sender] = now
-            self.g.host.send_to(sender, self._ack_message(now))
+            self.g.host.send_to(sender, self._ack_message())
 
     def on_num(self, sender: str, msg: Num, raw: bytes, now: float) -> None:
         g = self.g
@@ -276,9 +276,9 @@ class DataPath:
         stream = self.g.stream
         assert stream is not None
         if not stream.star:
-            self.broadcast(self._ack_message(now))
+            self.broadcast(self._ack_message())
         elif not stream.aggregates:
-            self.g.host.send_to(stream.members[0], self._ack_message(now))
+            self.g.host.send_to(stream.members[0], self._ack_message())
         else:
             # aggregating: announce stability and the numbers given since the last announcement,
             # unless nothing changed and nobody waits
@@ -292,7 +292,7 @@ class DataPath:
                     announcement = msgspec.structs.replace(announcement, first=first, mids=numbered)
                 self.broadcast(encode(announcement))
 
-    def _ack_message(self, now: float) -> bytes:
+    def _ack_message(self) -> bytes:
         """Our acknowledgement, or, aggregating in a star view, our announcement."""
         g = self.g
         stream = g.stream

@@ -113,7 +113,7 @@ class NodeCore:
         self.slept = 0  # orders engines due at the same time: runs stay a function of the seed
         # what ``tick`` scans only when it is due: the members of our views (None: to be computed
         # again), the next time one of them may need a heartbeat, and may become suspected
-        self.watched: set[str] | None = None
+        self.view_peers: set[str] | None = None
         # failure detection (``monitoring``): the peers' nodes we watch (and since when), the
         # members our heartbeats go to, reports of suspicion (node: when), and the nodes we
         # watch and suspect (reported in our heartbeats to every peer)
@@ -336,11 +336,11 @@ class NodeCore:
 
     def _peers(self, now: float) -> set[str]:
         """The members of our views (but ourselves), computed again after a change of view."""
-        peers = self.watched
+        peers = self.view_peers
         if peers is None:
             peers = {pid for e in self.groups.values() if e.view_id is not None for pid in e.members}
             peers -= {self.pid, *self.aliases.values()}
-            self.watched = peers
+            self.view_peers = peers
             self._rewatch(now, peers)
             self.heartbeat_due = self.watch_due = now
         return peers
@@ -447,11 +447,11 @@ class NodeCore:
             if name_inc(pid).name != self.name:  # not one of our own ids (a rejoin gives us several)
                 self.addrs[pid] = addrs[pid]
                 self.last_heard.setdefault(pid, now)
-        self.watched = None
+        self.view_peers = None
         self.views_version += 1
 
     def group_finished(self, engine: GroupEngine) -> None:
-        self.watched = None
+        self.view_peers = None
         self.views_version += 1
         if self.groups.get(engine.name) is engine:
             del self.groups[engine.name]

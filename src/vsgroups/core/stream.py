@@ -224,8 +224,9 @@ class ViewStream:
         clocks, sent = (self.ack_clock.copy(), self.ack_seq.copy()) if evs else ([], [])
         if evs:
             clocks[me], sent[me] = self.clock, self.seq
-        return Announcement(self.group, self.view, self.stable, self.stable_num, self.seen, self.known_max,
-                            self.lowest_delivered(), all(self.heard), waiting, clocks, sent)
+        # copies: the lists change in place, and the data path compares announcements
+        return Announcement(self.group, self.view, self.stable.copy(), self.stable_num, self.seen.copy(),
+                            self.known_max, self.lowest_delivered(), all(self.heard), waiting, clocks, sent)
 
     def on_announcement(self, ann: Announcement) -> None:
         """Apply the aggregator's announcement (everything in it only grows)."""
