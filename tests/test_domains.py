@@ -119,3 +119,30 @@ def test_a_barrier_waits_for_a_joiner_without_its_state_even_before_a_delivery_i
     assert not _met(domain, *need)
     stream.on_ack("j#1", [0, 0], 0, delivered=[0, 0])  # the state is there: m1 was delivered first
     assert _met(domain, *need) and _need(engine) is None  # type: ignore[arg-type]
+
+
+def test_a_quiet_group_that_a_barrier_waits_for_is_woken_at_once() -> None:
+    """A group with nothing to do sleeps until its quiet interval is over (docs/design.md §11). A
+    cast in another group of its causality domain that waits for it (here: its members have not
+    all acknowledged in its new view yet) wakes it, so that it asks them at once: the cast is
+    delivered in milliseconds, not after the quiet interval (it took a second when the barrier
+    did not wake it)."""
+    sim = Simulation(2)
+    for i in range(3):
+        sim.add(f"p{i}", ["a", "b"], founder=i == 0)
+    assert sim.run_until_true(sim.converged, 30, every=0.05)
+    sim.run_for(3.0)  # both groups quiet and asleep
+    assert not all(sim.procs["p2"].core.groups["b"].stream.heard)  # type: ignore[union-attr]
+    delivered: dict[str, set[str]] = {}
+
+    def observe(proc: SimProcess, out: ev.Output) -> None:
+        if type(out) is ev.Delivered:
+            for mid in out.msgs:
+                delivered.setdefault(mid, set()).add(proc.name)
+
+    sim.listeners.append(observe)
+    start = sim.now
+    mid = sim.cast("p1", "a", b"x", "total")
+    assert mid is not None
+    assert sim.run_until_true(lambda: len(delivered.get(mid, ())) == 3, 5, every=0.001)
+    assert sim.now - start < 0.1

@@ -87,6 +87,8 @@ class Domain:
             barrier = Barrier(older, [need for other in self.groups if other is not engine
                                       if (need := _need(other)) is not None])
         barrier.needs = [need for need in barrier.needs if not _met(self, *need)]
+        for other, _, _ in barrier.needs:
+            other.wake()  # it acknowledges, asking its members for theirs, while it is awaited
         if barrier.needs:
             if data.barrier is None:
                 data.barrier = barrier
