@@ -9,12 +9,12 @@ import msgspec
 
 from vsgroups.core import Config
 from vsgroups.core import events as ev
-from vsgroups.core.monitoring import ring
-from vsgroups.core.stream import ALL_TO_ALL
+from vsgroups.core.monitoring import ALL_WATCH, ring
 from vsgroups.core.wire import Frame, K
 from vsgroups.sim.cluster import SimProcess, Simulation
 
-MEMBERS = tuple(f"p{i}#1" for i in range(8))
+MEMBERS = tuple(f"p{i}#1" for i in range(ALL_WATCH + 2))
+LAST = len(MEMBERS) - 1
 
 
 def never(pid: str) -> bool:
@@ -22,14 +22,14 @@ def never(pid: str) -> bool:
 
 
 def test_a_small_view_watches_every_member() -> None:
-    members = MEMBERS[:ALL_TO_ALL]
+    members = MEMBERS[:ALL_WATCH]
     watched, watchers = ring(members, members[1], never, never)
     assert watched == watchers == [m for m in members if m != members[1]]
 
 
 def test_a_large_view_watches_the_next_member_and_beats_to_the_previous() -> None:
     watched, watchers = ring(MEMBERS, MEMBERS[0], never, never)
-    assert (watched, watchers) == ([MEMBERS[1]], [MEMBERS[7]])
+    assert (watched, watchers) == ([MEMBERS[1]], [MEMBERS[LAST]])
 
 
 def test_the_ring_is_walked_past_suspected_members_up_to_a_live_one() -> None:
@@ -45,7 +45,7 @@ def test_the_ring_is_walked_past_suspected_members_up_to_a_live_one() -> None:
 def test_a_nodes_own_other_member_ids_are_skipped() -> None:
     mine = {MEMBERS[1]}.__contains__  # this node joined again under another id
     watched, watchers = ring(MEMBERS, MEMBERS[0], mine, never)
-    assert watched == [MEMBERS[2]] and watchers == [MEMBERS[7]]
+    assert watched == [MEMBERS[2]] and watchers == [MEMBERS[LAST]]
 
 
 def _heartbeats_per_member_per_second(members: int) -> float:

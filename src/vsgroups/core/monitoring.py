@@ -1,8 +1,8 @@
 """Who watches whom: failure detection whose cost per node does not grow with the group
 (docs/design.md §9).
 
-In a view of at most ``stream.ALL_TO_ALL`` members every member watches every other, as the
-members of small groups talk to each other all the time anyway. In a larger view the members form
+In a view of at most ``ALL_WATCH`` members every member watches every other, as the members of
+small groups talk to each other all the time anyway. In a larger view the members form
 a ring in view order: each member *watches* the next one (its heartbeats come to us), and sends
 its own heartbeats to the previous one, which watches it. A member that suspects the one it
 watches reports the suspicion to every member of its views (``Heartbeat.suspects``), and goes on
@@ -27,7 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .stream import ALL_TO_ALL
+#: Views of at most this many members watch all-to-all; larger ones by ring. A report of one
+#: watcher's suspicion makes every member that has not heard from the suspect lately suspect it too,
+#: so a link fault between two neighbours can exclude a live member; small views, where that would
+#: cost most and all-to-all costs least, keep watching every member themselves.
+ALL_WATCH = 8
 
 
 def ring(members: tuple[str, ...], me: str, mine: Callable[[str], bool],
@@ -36,7 +40,7 @@ def ring(members: tuple[str, ...], me: str, mine: Callable[[str], bool],
     heartbeats. ``mine`` tells this node's own member ids (a node that joined again has several),
     ``suspected`` the members it suspects now."""
     others = [m for m in members if m == me or not mine(m)]
-    if len(members) <= ALL_TO_ALL:
+    if len(members) <= ALL_WATCH:
         rest = [m for m in others if m != me]
         return rest, rest
     i = others.index(me)
